@@ -1,0 +1,33 @@
+/* A Hugging Face model directory turned into the virtual files quantfs offers.
+ *
+ * qfs_model_open reads metadata only (config, safetensors headers, tokenizer); the
+ * virtual files' sizes and layouts are complete after it, no tensor data is read. */
+#ifndef QFS_MODEL_H
+#define QFS_MODEL_H
+
+#include "gguf_kv.h"
+#include "hf_config.h"
+#include "safetensors.h"
+#include "vfile.h"
+
+struct qfs_model {
+    char *dir;                 /* absolute path of the model directory */
+    char *name;                /* basename of dir: prefix of the virtual file names */
+    struct qfs_hf_config cfg;
+    struct qfs_st_model *st;
+    struct qfs_kvs *kv;        /* converter metadata shared by every output type */
+    struct qfs_vfile **files;  /* one per offered output, in qfs_gguf_types order */
+    int n_files;
+};
+
+/* Output types offered for every model, in listing order ("F32", "F16", "BF16", "Q8_0", ...). */
+extern const char *const qfs_gguf_types[];
+extern const int qfs_gguf_n_types;
+
+/* 0 or negative errno (the reason was logged, naming the file). */
+int qfs_model_open(const char *dir, struct qfs_model **out);
+void qfs_model_close(struct qfs_model *m);
+/* Lookup by virtual file name; NULL when absent. */
+const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name);
+
+#endif

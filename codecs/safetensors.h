@@ -1,0 +1,72 @@
+/* Safetensors reader (single file or sharded through model.safetensors.index.json).
+ *
+ * On-disk layout of one file:
+ *   1. u64 little-endian N: length of the JSON header
+ *   2. N bytes of JSON: { "<name>": {"dtype": "F16", "shape": [..], "data_offsets": [b, e]}, ...,
+ *      optional "__metadata__": {str: str} }
+ *   3. the data area; data_offsets are relative to its start (8 + N).
+ * Validation is strict (see qfs_st_open): any violation rejects the whole model. */
+#ifndef QFS_SAFETENSORS_H
+#define QFS_SAFETENSORS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../kernels/qtypes.h"
+
+#define QFS_ST_MAX_DIMS 8
+#define QFS_ST_MAX_HEADER (100u << 20) /* header length bound: 100 MiB */
+
+struct qfs_st_tensor {
+    char *name;
+    enum qfs_dtype dtype;
+    int n_dims;
+    int64_t shape[QFS_ST_MAX_DIMS]; /* row-major, as in the file: shape[n_dims-1] is the row */
+    const uint8_t *data;            /* into the shard's read-only mmap */
+    uint64_t nbytes;
+    int shard;                      /* index into qfs_st_model.shards */
+    uint64_t file_offset;           /* absolute offset of data in its shard file */
+};
+
+struct qfs_st_shard {
+    char *path;       /* absolute path */
+    int fd;           /* kept open: used for the content identity (fstat) */
+    uint8_t *map;     /* PROT_READ, MAP_SHARED mapping of the whole file */
+    uint64_t size;
+    dev_t dev;
+    ino_t ino;
+    int64_t mtime_ns;
+};
+
+struct qfs_st_model {
+    struct qfs_st_shard *shards;
+    int n_shards;
+    struct qfs_st_tensor *tensors; /* in file order: shard by shard, each sorted by name */
+    int n_tensors;
+};
+
+/* Open the safetensors of model directory dir: model.safetensors.index.json if present,
+ * else the single *.safetensors file (more than one without an index is an error).
+ * root: a file (or shard) whose real path lies outside root is refused (-EACCES): symlinks
+ * out of the source tree are not followed.  root NULL: no such check.
+ * Returns 0 or a negative errno; on error logs one line naming the file and the problem
+ * and leaves *out untouched.  Errors: -EINVAL malformed header/JSON/offsets/shape,
+ * -ENOTSUP unsupported dtype, -ENOENT missing file or shard, -EFBIG header too long,
+ * -EIO truncated file. */
+int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out);
+void qfs_st_close(struct qfs_st_model *m);
+/* NULL when absent. */
+const struct qfs_st_tensor *qfs_st_find(const struct qfs_st_model *m, const char *name);
+
+/* Writer, for the model generator and tests: tensors laid out in the given order,
+ * header keys sorted, offsets 8-byte aligned. */
+struct qfs_st_wtensor {
+    const char *name;
+    enum qfs_dtype dtype;
+    int n_dims;
+    int64_t shape[QFS_ST_MAX_DIMS];
+    const void *data; /* product(shape) * dtype size bytes */
+};
+int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n);
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int qfs_placeholder_convert;

@@ -1,0 +1,72 @@
+/* The quant types quantfs can write.
+ *
+ * Type ids are ggml's (they are written into GGUF files and so are frozen):
+ * a type we do not implement simply has no row in the table.
+ * Every type quantizes rows independently: row r of the output depends only on
+ * row r of the input (and the per-column importance, if any).  That is what
+ * lets the read path split a tensor into row chunks. */
+#ifndef QFS_QTYPES_H
+#define QFS_QTYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum qfs_type {
+    QFS_TYPE_F32 = 0,
+    QFS_TYPE_F16 = 1,
+    QFS_TYPE_Q4_0 = 2,
+    QFS_TYPE_Q4_1 = 3,
+    /* 4, 5: removed Q4_2 / Q4_3 in ggml */
+    QFS_TYPE_Q5_0 = 6,
+    QFS_TYPE_Q5_1 = 7,
+    QFS_TYPE_Q8_0 = 8,
+    QFS_TYPE_Q8_1 = 9,
+    QFS_TYPE_Q2_K = 10,
+    QFS_TYPE_Q3_K = 11,
+    QFS_TYPE_Q4_K = 12,
+    QFS_TYPE_Q5_K = 13,
+    QFS_TYPE_Q6_K = 14,
+    QFS_TYPE_Q8_K = 15,
+    QFS_TYPE_BF16 = 30,
+    QFS_TYPE_COUNT = 64, /* upper bound of the id space we index by */
+};
+
+/* Element dtypes of source tensors (safetensors). */
+enum qfs_dtype { QFS_DT_F32, QFS_DT_F16, QFS_DT_BF16 };
+
+struct qfs_type_info {
+    const char *name;     /* ggml's spelling: "Q4_0", "F16" ... */
+    int64_t blck;         /* elements per block */
+    size_t type_size;     /* bytes per block */
+    /* Quantize one row of n floats (n % blck == 0).  imatrix: n importance
+     * weights or NULL.  Never fails. */
+    void (*quantize_row)(const float *x, void *y, int64_t n, const float *imatrix);
+    /* Inverse, for tests and error bounds. */
+    void (*dequantize_row)(const void *x, float *y, int64_t n);
+};
+
+/* NULL when the type is not implemented. */
+const struct qfs_type_info *qfs_type_info(enum qfs_type t);
+/* Case-sensitive lookup by ggml name; -1 when unknown. */
+int qfs_type_from_name(const char *name);
+/* Bytes of one row of n elements; 0 when n is not a multiple of the block. */
+size_t qfs_row_size(enum qfs_type t, int64_t n);
+
+/* Quantize nrows rows of n_per_row floats.  Returns the bytes written
+ * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row. */
+size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
+                         int64_t n_per_row, const float *imatrix);
+
+/* Source dtype -> float, exactly (f16/bf16 widen losslessly). */
+void qfs_to_f32(enum qfs_dtype dt, const void *src, float *dst, int64_t n);
+size_t qfs_dtype_size(enum qfs_dtype dt);
+
+/* Scalar conversions with round-to-nearest-even, matching ggml and the
+ * converter (numpy astype for f16; gguf-py's bf16 rounding with NaN kept quiet). */
+uint16_t qfs_f32_to_f16(float f);
+float qfs_f16_to_f32(uint16_t h);
+uint16_t qfs_f32_to_bf16(float f);
+float qfs_bf16_to_f32(uint16_t h);
+
+#endif
