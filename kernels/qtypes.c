@@ -1,2 +1,74 @@
-/* placeholder: being written */
-typedef int qfs_placeholder_qtypes;
+/* The type table: one row per implemented type, indexed by the frozen ggml id.
+ * Portable facts and the portable CPU functions; a SIMD or CUDA backend will
+ * keep its own table of functions next to this one. */
+#include <string.h>
+
+#include "kernels/blocks.h"
+#include "kernels/qtypes.h"
+#include "kernels/quant_rows.h"
+
+#define ROWS(t) .quantize_row = qfs_quantize_row_##t, .dequantize_row = qfs_dequantize_row_##t
+
+static const struct qfs_type_info types[QFS_TYPE_COUNT] = {
+    [QFS_TYPE_F32] = {.name = "F32", .blck = 1, .type_size = 4, ROWS(f32),
+                      .imatrix_ok = true, .max_err = 0.0f},
+    [QFS_TYPE_F16] = {.name = "F16", .blck = 1, .type_size = 2, ROWS(f16),
+                      .imatrix_ok = true, .max_err = 1.0f / 2048},
+    [QFS_TYPE_BF16] = {.name = "BF16", .blck = 1, .type_size = 2, ROWS(bf16),
+                       .imatrix_ok = true, .max_err = 1.0f / 256},
+    /* max_err: half a step of the block's grid (Q4_0/Q5_0: a whole step, the
+     * extreme opposite to the block's max is clamped from 8 to 7 / 16 to 15),
+     * plus the f16 rounding of d and m. */
+    [QFS_TYPE_Q4_0] = {.name = "Q4_0", .blck = QK4_0, .type_size = sizeof(block_q4_0),
+                       ROWS(q4_0), .imatrix_ok = false, .max_err = 1.0f / 8 + 1.0f / 1024},
+    [QFS_TYPE_Q4_1] = {.name = "Q4_1", .blck = QK4_1, .type_size = sizeof(block_q4_1),
+                       ROWS(q4_1), .imatrix_ok = false, .max_err = 1.0f / 15 + 1.0f / 512},
+    [QFS_TYPE_Q5_0] = {.name = "Q5_0", .blck = QK5_0, .type_size = sizeof(block_q5_0),
+                       ROWS(q5_0), .imatrix_ok = false, .max_err = 1.0f / 16 + 1.0f / 1024},
+    [QFS_TYPE_Q5_1] = {.name = "Q5_1", .blck = QK5_1, .type_size = sizeof(block_q5_1),
+                       ROWS(q5_1), .imatrix_ok = false, .max_err = 1.0f / 31 + 1.0f / 512},
+    [QFS_TYPE_Q8_0] = {.name = "Q8_0", .blck = QK8_0, .type_size = sizeof(block_q8_0),
+                       ROWS(q8_0), .imatrix_ok = true, .max_err = 1.0f / 254 + 1.0f / 1024},
+    [QFS_TYPE_Q6_K] = {.name = "Q6_K", .blck = QK_K, .type_size = sizeof(block_q6_K),
+                       ROWS(q6_K), .imatrix_ok = false, .max_err = 1.0f / 32},
+};
+
+const struct qfs_type_info *qfs_type_info(enum qfs_type t)
+{
+    if ((unsigned)t >= QFS_TYPE_COUNT || types[t].name == NULL)
+        return NULL;
+    return &types[t];
+}
+
+int qfs_type_from_name(const char *name)
+{
+    if (name == NULL)
+        return -1;
+    for (int t = 0; t < QFS_TYPE_COUNT; t++)
+        if (types[t].name != NULL && strcmp(types[t].name, name) == 0)
+            return t;
+    return -1;
+}
+
+size_t qfs_row_size(enum qfs_type t, int64_t n)
+{
+    const struct qfs_type_info *ti = qfs_type_info(t);
+    if (ti == NULL || n < 0 || n % ti->blck != 0)
+        return 0;
+    return (size_t)(n / ti->blck) * ti->type_size;
+}
+
+size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
+                         int64_t n_per_row, const float *imatrix)
+{
+    const struct qfs_type_info *ti = qfs_type_info(t);
+    const size_t row_size = qfs_row_size(t, n_per_row);
+    if (ti == NULL || row_size == 0 || nrows < 0)
+        return 0;
+    if (imatrix != NULL && !ti->imatrix_ok)
+        return 0;
+    unsigned char *out = dst;
+    for (int64_t r = 0; r < nrows; r++)
+        ti->quantize_row(src + r * n_per_row, out + (size_t)r * row_size, n_per_row, imatrix);
+    return (size_t)nrows * row_size;
+}

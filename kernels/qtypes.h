@@ -40,10 +40,19 @@ struct qfs_type_info {
     int64_t blck;         /* elements per block */
     size_t type_size;     /* bytes per block */
     /* Quantize one row of n floats (n % blck == 0).  imatrix: n importance
-     * weights or NULL.  Never fails. */
+     * weights or NULL; rows functions of types with imatrix_ok == false
+     * ignore it (use qfs_quantize_rows, which refuses).  Never fails. */
     void (*quantize_row)(const float *x, void *y, int64_t n, const float *imatrix);
     /* Inverse, for tests and error bounds. */
     void (*dequantize_row)(const void *x, float *y, int64_t n);
+    /* true when a result with an importance matrix is what ggml gives:
+     * F32/F16/BF16/Q8_0 ignore it in ggml too.  The weighted variants of the
+     * other types are not implemented yet. */
+    bool imatrix_ok;
+    /* Error bound of a round trip: |x - dequant(quant(x))| <= max_err * amax
+     * of x's block, for finite x whose block amax is in [1, 1e4]
+     * (there every f16 scale and F16 value is a normal number). */
+    float max_err;
 };
 
 /* NULL when the type is not implemented. */
@@ -54,7 +63,10 @@ int qfs_type_from_name(const char *name);
 size_t qfs_row_size(enum qfs_type t, int64_t n);
 
 /* Quantize nrows rows of n_per_row floats.  Returns the bytes written
- * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row. */
+ * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row, and 0
+ * when imatrix != NULL for a type whose weighted quantizer is not implemented
+ * (imatrix_ok == false).  Without imatrix the bytes equal ggml's
+ * ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, NULL). */
 size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);
 
