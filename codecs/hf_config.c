@@ -1,2 +1,347 @@
-/* placeholder: being written */
-typedef int qfs_placeholder_hf_config;
+/* config.json (+ generation_config.json) of a Hugging Face causal LM.  Contract: hf_config.h. */
+#include "hf_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+
+/* The architectures we convert: HF class name, ours, and the GGUF general.architecture. */
+static const struct {
+    const char *hf;
+    enum qfs_arch arch;
+    const char *gguf;
+} arches[] = {
+    {"LlamaForCausalLM", QFS_ARCH_LLAMA, "llama"},
+    /* llama.cpp's converter writes Mistral HF models as arch llama */
+    {"MistralForCausalLM", QFS_ARCH_MISTRAL, "llama"},
+    {"Qwen2ForCausalLM", QFS_ARCH_QWEN2, "qwen2"},
+};
+#define N_ARCHES (sizeof arches / sizeof arches[0])
+
+const char *qfs_arch_gguf_name(enum qfs_arch a)
+{
+    for (size_t i = 0; i < N_ARCHES; i++)
+        if (arches[i].arch == a)
+            return arches[i].gguf;
+    return NULL;
+}
+
+/* Load dir/name as a JSON object.  optional: a missing file gives 0 and *out NULL.
+ * Negative errno, logged with the file name. */
+static int load_json(const char *dir, const char *name, bool optional, json_t **out)
+{
+    int rc, fd = -1;
+    char *path = NULL;
+    json_t *root = NULL;
+    *out = NULL;
+    if (asprintf(&path, "%s/%s", dir, name) < 0) {
+        path = NULL;
+        qfs_err("%s/%s: out of memory", dir, name);
+        rc = -ENOMEM;
+        goto fail;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        if (optional && rc == -ENOENT) {
+            free(path);
+            return 0;
+        }
+        qfs_err("%s: %s", path, strerror(-rc));
+        goto fail;
+    }
+    json_error_t jerr;
+    root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        qfs_err("%s: invalid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
+                jerr.column);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (!json_is_object(root)) {
+        qfs_err("%s: not a JSON object", path);
+        rc = -EINVAL;
+        goto fail;
+    }
+    close(fd);
+    free(path);
+    *out = root;
+    return 0;
+fail:
+    json_decref(root);
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return rc;
+}
+
+/* An integer key: absent or null gives def (required: -EINVAL).  Logged. */
+static int get_int(const char *file, json_t *o, const char *key, bool required, int64_t def,
+                   int64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (required) {
+            qfs_err("%s: missing required key %s", file, key);
+            return -EINVAL;
+        }
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        qfs_err("%s: key %s is not an integer", file, key);
+        return -EINVAL;
+    }
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_num(const char *file, json_t *o, const char *key, double def, bool *present,
+                   double *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (present)
+        *present = v && !json_is_null(v);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        qfs_err("%s: key %s is not a finite number", file, key);
+        return -EINVAL;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int get_bool(const char *file, json_t *o, const char *key, bool def, bool *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        qfs_err("%s: key %s is not a boolean", file, key);
+        return -EINVAL;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A special token id: an integer, or a list whose first element is one (eos in
+ * generation_config.json often is).  Absent/null: *found false. */
+static int get_token_id(const char *file, json_t *o, const char *key, bool *found, int64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    *found = false;
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_array(v)) {
+        if (json_array_size(v) == 0)
+            return 0;
+        v = json_array_get(v, 0);
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        qfs_err("%s: key %s is not a non-negative integer (or a list of them)", file, key);
+        return -EINVAL;
+    }
+    *out = (int64_t)json_integer_value(v);
+    *found = true;
+    return 0;
+}
+
+static int parse_rope_scaling(const char *file, json_t *rs, struct qfs_hf_config *c)
+{
+    if (!rs || json_is_null(rs))
+        return 0;
+    if (!json_is_object(rs)) {
+        qfs_err("%s: rope_scaling is neither an object nor null", file);
+        return -EINVAL;
+    }
+    json_t *ty = json_object_get(rs, "rope_type");
+    if (!ty || json_is_null(ty))
+        ty = json_object_get(rs, "type");
+    if (!json_is_string(ty)) {
+        qfs_err("%s: rope_scaling has no string rope_type or type", file);
+        return -EINVAL;
+    }
+    c->rope_scaling_type = strdup(json_string_value(ty));
+    if (!c->rope_scaling_type) {
+        qfs_err("%s: out of memory", file);
+        return -ENOMEM;
+    }
+    int rc = get_num(file, rs, "factor", 1.0, NULL, &c->rope_scaling_factor);
+    if (!rc)
+        rc = get_int(file, rs, "original_max_position_embeddings", false, 0, &c->rope_orig_ctx);
+    return rc;
+}
+
+void qfs_hf_config_free(struct qfs_hf_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->arch_name);
+    free(cfg->rope_scaling_type);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
+{
+    int rc;
+    char *file = NULL;
+    json_t *root = NULL, *gen = NULL;
+    struct qfs_hf_config c = {0};
+
+    rc = load_json(dir, "config.json", false, &root);
+    if (rc)
+        goto fail;
+    if (asprintf(&file, "%s/config.json", dir) < 0) {
+        file = NULL;
+        qfs_err("%s/config.json: out of memory", dir);
+        rc = -ENOMEM;
+        goto fail;
+    }
+
+    json_t *archs = json_object_get(root, "architectures");
+    const char *an = json_string_value(json_array_get(archs, 0));
+    if (!an) {
+        qfs_err("%s: architectures is missing or has no string first element", file);
+        rc = -EINVAL;
+        goto fail;
+    }
+    size_t ai = 0;
+    while (ai < N_ARCHES && strcmp(arches[ai].hf, an) != 0)
+        ai++;
+    if (ai == N_ARCHES) {
+        qfs_err("%s: unsupported architecture %s", file, an);
+        rc = -ENOTSUP;
+        goto fail;
+    }
+    c.arch = arches[ai].arch;
+    c.arch_name = strdup(an);
+    if (!c.arch_name) {
+        qfs_err("%s: out of memory", file);
+        rc = -ENOMEM;
+        goto fail;
+    }
+
+    if ((rc = get_int(file, root, "hidden_size", true, 0, &c.hidden_size)) ||
+        (rc = get_int(file, root, "intermediate_size", true, 0, &c.intermediate_size)) ||
+        (rc = get_int(file, root, "num_hidden_layers", true, 0, &c.n_layers)) ||
+        (rc = get_int(file, root, "num_attention_heads", true, 0, &c.n_heads)) ||
+        (rc = get_int(file, root, "vocab_size", true, 0, &c.vocab_size)) ||
+        (rc = get_int(file, root, "max_position_embeddings", true, 0,
+                      &c.max_position_embeddings)))
+        goto fail;
+    if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
+        c.vocab_size <= 0 || c.max_position_embeddings <= 0) {
+        qfs_err("%s: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
+                "vocab_size and max_position_embeddings must be positive",
+                file);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if ((rc = get_int(file, root, "num_key_value_heads", false, c.n_heads, &c.n_kv_heads)))
+        goto fail;
+    if (c.n_kv_heads <= 0 || c.n_heads % c.n_kv_heads != 0) {
+        qfs_err("%s: num_key_value_heads %lld must be positive and divide num_attention_heads "
+                "%lld",
+                file, (long long)c.n_kv_heads, (long long)c.n_heads);
+        rc = -EINVAL;
+        goto fail;
+    }
+    json_t *jhd = json_object_get(root, "head_dim");
+    c.head_dim_explicit = jhd && !json_is_null(jhd);
+    if (!c.head_dim_explicit) {
+        if (c.hidden_size % c.n_heads != 0) {
+            qfs_err("%s: no head_dim and hidden_size %lld is not a multiple of "
+                    "num_attention_heads %lld",
+                    file, (long long)c.hidden_size, (long long)c.n_heads);
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+    if ((rc = get_int(file, root, "head_dim", false, c.hidden_size / c.n_heads, &c.head_dim)))
+        goto fail;
+    if (c.head_dim <= 0) {
+        qfs_err("%s: head_dim %lld must be positive", file, (long long)c.head_dim);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if ((rc = get_num(file, root, "rms_norm_eps", 1e-6, NULL, &c.rms_norm_eps)) ||
+        (rc = get_num(file, root, "rope_theta", 0.0, &c.has_rope_theta, &c.rope_theta)) ||
+        (rc = get_bool(file, root, "tie_word_embeddings", false, &c.tie_word_embeddings)) ||
+        (rc = parse_rope_scaling(file, json_object_get(root, "rope_scaling"), &c)))
+        goto fail;
+    if (c.rms_norm_eps <= 0) {
+        qfs_err("%s: rms_norm_eps %g must be positive", file, c.rms_norm_eps);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (c.has_rope_theta && c.rope_theta <= 0) {
+        qfs_err("%s: rope_theta %g must be positive", file, c.rope_theta);
+        rc = -EINVAL;
+        goto fail;
+    }
+
+    bool sw_on = true;
+    if (c.arch == QFS_ARCH_QWEN2 &&
+        (rc = get_bool(file, root, "use_sliding_window", false, &sw_on)))
+        goto fail;
+    if ((rc = get_int(file, root, "sliding_window", false, 0, &c.sliding_window)))
+        goto fail;
+    if (c.sliding_window < 0) {
+        qfs_err("%s: sliding_window %lld is negative", file, (long long)c.sliding_window);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (!sw_on)
+        c.sliding_window = 0;
+
+    bool has_bos, has_eos;
+    c.bos_token_id = c.eos_token_id = -1;
+    if ((rc = get_token_id(file, root, "bos_token_id", &has_bos, &c.bos_token_id)) ||
+        (rc = get_token_id(file, root, "eos_token_id", &has_eos, &c.eos_token_id)))
+        goto fail;
+    if (!has_bos || !has_eos) {
+        rc = load_json(dir, "generation_config.json", true, &gen);
+        if (rc)
+            goto fail;
+        if (gen) {
+            char *gfile = NULL;
+            if (asprintf(&gfile, "%s/generation_config.json", dir) < 0) {
+                qfs_err("%s/generation_config.json: out of memory", dir);
+                rc = -ENOMEM;
+                goto fail;
+            }
+            bool f;
+            if (!has_bos)
+                rc = get_token_id(gfile, gen, "bos_token_id", &f, &c.bos_token_id);
+            if (!rc && !has_eos)
+                rc = get_token_id(gfile, gen, "eos_token_id", &f, &c.eos_token_id);
+            free(gfile);
+            if (rc)
+                goto fail;
+        }
+    }
+
+    json_decref(gen);
+    json_decref(root);
+    free(file);
+    *cfg = c;
+    return 0;
+fail:
+    qfs_hf_config_free(&c);
+    json_decref(gen);
+    json_decref(root);
+    free(file);
+    return rc;
+}

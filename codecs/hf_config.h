@@ -12,6 +12,7 @@ struct qfs_hf_config {
     enum qfs_arch arch;      /* from architectures[0] */
     char *arch_name;         /* "LlamaForCausalLM" ... */
     int64_t hidden_size, intermediate_size, n_layers, n_heads, n_kv_heads, head_dim;
+    bool head_dim_explicit;  /* config.json has head_dim (the converter then writes key/value_length) */
     int64_t vocab_size, max_position_embeddings;
     double rms_norm_eps, rope_theta;
     bool has_rope_theta;
