@@ -1,2 +1,310 @@
-/* placeholder: being written */
-typedef int qfs_placeholder_gguf_file;
+/* GGUF virtual files: tensor naming, the per-tensor type plan of each output type and
+ * the byte layout.  Metadata only: no tensor data is read here. */
+#include "gguf_file.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/log.h"
+
+/* One row per output type.  converter: the file convert_hf_to_gguf.py writes with that
+ * --outtype; otherwise what llama-quantize writes from the converter's F16 file. */
+struct gguf_mix {
+    const char *name;
+    uint32_t file_type; /* general.file_type (llama_ftype) */
+    enum qfs_type base;
+    int converter;
+};
+
+static const struct gguf_mix mixes[] = {
+    {"F32", 0, QFS_TYPE_F32, 1},   {"F16", 1, QFS_TYPE_F16, 1},   {"BF16", 32, QFS_TYPE_BF16, 1},
+    {"Q8_0", 7, QFS_TYPE_Q8_0, 0}, {"Q4_0", 2, QFS_TYPE_Q4_0, 0}, {"Q4_1", 3, QFS_TYPE_Q4_1, 0},
+    {"Q5_0", 8, QFS_TYPE_Q5_0, 0}, {"Q5_1", 9, QFS_TYPE_Q5_1, 0},
+};
+
+const char *const qfs_gguf_types[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"};
+const int qfs_gguf_n_types = (int)(sizeof mixes / sizeof mixes[0]);
+
+/* Output chunks of about this many bytes: big enough to amortize a cache entry, small
+ * enough that a reader touching one page waits little.  Part of the chunk keys. */
+#define CHUNK_TARGET (1u << 20)
+
+static const struct {
+    const char *hf, *gguf;
+} top_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+};
+
+static const struct {
+    const char *hf, *gguf;
+} block_names[] = {
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+};
+
+char *qfs_gguf_tensor_name(const char *hf, int *skip)
+{
+    *skip = 0;
+    size_t n = strlen(hf);
+    if (n >= 20 && strcmp(hf + n - 20, "rotary_emb.inv_freq") == 0) {
+        *skip = 1;
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof top_names / sizeof top_names[0]; i++)
+        if (strcmp(hf, top_names[i].hf) == 0)
+            return strdup(top_names[i].gguf);
+    const char *pre = "model.layers.";
+    if (strncmp(hf, pre, strlen(pre)) != 0)
+        return NULL;
+    const char *p = hf + strlen(pre);
+    char *end;
+    if (*p < '0' || *p > '9')
+        return NULL;
+    unsigned long layer = strtoul(p, &end, 10);
+    if (*end != '.' || layer > 1000000)
+        return NULL;
+    for (size_t i = 0; i < sizeof block_names / sizeof block_names[0]; i++) {
+        if (strcmp(end + 1, block_names[i].hf) == 0) {
+            char *out = NULL;
+            if (asprintf(&out, "blk.%lu.%s", layer, block_names[i].gguf) < 0)
+                return NULL;
+            return out;
+        }
+    }
+    return NULL;
+}
+
+static uint64_t align_up(uint64_t x) { return (x + QFS_GGUF_ALIGN - 1) / QFS_GGUF_ALIGN * QFS_GGUF_ALIGN; }
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* llama-quantize's choice for one tensor of the converter's F16 file (the mixes of this
+ * table only; the K-quant mixes add their rules here).  -1: the type cannot be written. */
+static int quantize_type(const struct gguf_mix *mix, const struct qfs_vtensor *t, int has_output)
+{
+    if (t->n_dims < 2 || !ends_with(t->name, "weight"))
+        return QFS_TYPE_F32; /* 1-D tensors are F32 in the F16 file and are copied */
+    enum qfs_type type = mix->base;
+    const int64_t nx = t->ne[0];
+    if (strcmp(t->name, "output.weight") == 0 ||
+        (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
+        if (nx % qfs_type_info(type)->blck != 0)
+            type = QFS_TYPE_Q8_0;
+        else if (type != QFS_TYPE_Q8_0)
+            type = QFS_TYPE_Q6_K;
+    }
+    if (nx % qfs_type_info(type)->blck != 0) {
+        /* llama-quantize's fallback for rows not divisible by the block size */
+        if (type == QFS_TYPE_Q6_K)
+            type = QFS_TYPE_Q8_0;
+        else
+            return -1; /* llama-quantize refuses such a tensor */
+        if (nx % qfs_type_info(type)->blck != 0)
+            type = QFS_TYPE_F16;
+    }
+    return (int)type;
+}
+
+static int block_of(const char *name)
+{
+    if (strncmp(name, "blk.", 4) != 0)
+        return -1;
+    return atoi(name + 4);
+}
+
+/* llama-quantize writes non-block tensors first, then block by block, by name within. */
+static int cmp_quant_order(const void *a, const void *b)
+{
+    const struct qfs_vtensor *x = a, *y = b;
+    int bx = block_of(x->name), by = block_of(y->name);
+    if (bx != by)
+        return bx < by ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static void put(uint8_t **p, const void *src, size_t n)
+{
+    memcpy(*p, src, n);
+    *p += n;
+}
+
+static void put_u32(uint8_t **p, uint32_t v) { put(p, &v, 4); }
+static void put_u64(uint8_t **p, uint64_t v) { put(p, &v, 8); }
+
+int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_vfile **out)
+{
+    const struct gguf_mix *mix = NULL;
+    for (size_t i = 0; i < sizeof mixes / sizeof mixes[0]; i++)
+        if (strcmp(mixes[i].name, type_name) == 0)
+            mix = &mixes[i];
+    if (!mix)
+        return -EINVAL;
+
+    int rc = -ENOMEM;
+    struct qfs_kvs *kv = NULL;
+    struct qfs_vfile *vf = calloc(1, sizeof *vf);
+    if (!vf)
+        return -ENOMEM;
+    vf->codec_version = QFS_GGUF_CODEC_VERSION;
+    if (asprintf(&vf->name, "%s.%s.gguf", m->name, mix->name) < 0) {
+        vf->name = NULL;
+        goto fail;
+    }
+    vf->tensors = calloc((size_t)m->st->n_tensors, sizeof *vf->tensors);
+    if (!vf->tensors)
+        goto fail;
+
+    const struct qfs_hf_config *c = &m->cfg;
+    const int permute = c->arch == QFS_ARCH_LLAMA || c->arch == QFS_ARCH_MISTRAL;
+    int has_output = 0;
+    for (int i = 0; i < m->st->n_tensors; i++) {
+        const struct qfs_st_tensor *s = &m->st->tensors[i];
+        int skip;
+        char *name = qfs_gguf_tensor_name(s->name, &skip);
+        if (!name) {
+            if (skip)
+                continue;
+            qfs_err("%s: tensor %s has no GGUF name for %s", m->dir, s->name, c->arch_name);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        struct qfs_vtensor *t = &vf->tensors[vf->n_tensors++];
+        t->name = name;
+        t->src = s;
+        t->memo = &m->memos[i];
+        if (s->n_dims < 1 || s->n_dims > 4) {
+            qfs_err("%s: tensor %s has %d dimensions", m->dir, s->name, s->n_dims);
+            rc = -EINVAL;
+            goto fail;
+        }
+        t->n_dims = s->n_dims;
+        t->nrows = 1;
+        for (int d = 0; d < 4; d++)
+            t->ne[d] = d < s->n_dims ? s->shape[s->n_dims - 1 - d] : 1;
+        for (int d = 1; d < 4; d++)
+            t->nrows *= t->ne[d];
+        t->row_elems = t->ne[0];
+        if (strcmp(name, "output.weight") == 0)
+            has_output = 1;
+        if (permute && (ends_with(name, "attn_q.weight") || ends_with(name, "attn_k.weight"))) {
+            t->xform = QFS_XF_PERMUTE_QK;
+            t->xform_heads = ends_with(name, "attn_q.weight") ? c->n_heads : c->n_kv_heads;
+            if (t->n_dims != 2 || t->xform_heads <= 0 || t->nrows % (2 * t->xform_heads) != 0) {
+                qfs_err("%s: tensor %s: %" PRId64 " rows cannot be permuted for %" PRId64 " heads",
+                        m->dir, s->name, t->nrows, t->xform_heads);
+                rc = -EINVAL;
+                goto fail;
+            }
+        } else if (permute && (ends_with(name, "attn_q.bias") || ends_with(name, "attn_k.bias"))) {
+            qfs_err("%s: tensor %s: q/k biases of llama models are not supported", m->dir, s->name);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+    }
+
+    /* Types: the converter's, then llama-quantize's plan on top of the F16 file. */
+    for (int i = 0; i < vf->n_tensors; i++) {
+        struct qfs_vtensor *t = &vf->tensors[i];
+        if (mix->converter) {
+            t->type = t->n_dims <= 1 ? QFS_TYPE_F32 : mix->base;
+            continue;
+        }
+        int ty = quantize_type(mix, t, has_output);
+        if (ty < 0) {
+            qfs_info("%s: not offering %s: tensor %s has rows of %" PRId64
+                     " elements, not a multiple of the %s block (llama-quantize refuses it too)",
+                     m->dir, mix->name, t->name, t->ne[0], mix->name);
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        t->type = (enum qfs_type)ty;
+    }
+    if (!mix->converter)
+        qsort(vf->tensors, (size_t)vf->n_tensors, sizeof *vf->tensors, cmp_quant_order);
+
+    kv = qfs_kvs_dup(m->kv);
+    if (!kv)
+        goto fail;
+    if (mix->converter) {
+        if ((rc = qfs_kvs_set_u32(kv, "general.file_type", mix->file_type)) < 0)
+            goto fail;
+    } else {
+        /* llama-quantize re-sets these two, which moves them to the end */
+        qfs_kvs_remove(kv, "general.quantization_version");
+        qfs_kvs_remove(kv, "general.file_type");
+        if ((rc = qfs_kvs_set_u32(kv, "general.quantization_version", 2)) < 0 ||
+            (rc = qfs_kvs_set_u32(kv, "general.file_type", mix->file_type)) < 0)
+            goto fail;
+    }
+
+    /* Sizes, offsets, chunks. */
+    uint64_t info_bytes = 0, data = 0;
+    for (int i = 0; i < vf->n_tensors; i++) {
+        struct qfs_vtensor *t = &vf->tensors[i];
+        t->row_bytes = qfs_row_size(t->type, t->row_elems);
+        if (t->row_bytes == 0) {
+            qfs_err("%s: tensor %s: rows of %" PRId64 " cannot be stored as %s", m->dir, t->name,
+                    t->row_elems, qfs_type_info(t->type) ? qfs_type_info(t->type)->name : "?");
+            rc = -ENOTSUP;
+            goto fail;
+        }
+        t->nbytes = t->row_bytes * (uint64_t)t->nrows;
+        t->offset = data; /* relative for now */
+        data = align_up(data + t->nbytes);
+        t->rows_per_chunk = (int64_t)(CHUNK_TARGET / t->row_bytes);
+        if (t->rows_per_chunk < 1)
+            t->rows_per_chunk = 1;
+        t->n_chunks = (t->nrows + t->rows_per_chunk - 1) / t->rows_per_chunk;
+        info_bytes += 8 + strlen(t->name) + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
+    }
+    const size_t kv_bytes = qfs_kvs_serialize(kv, NULL);
+    const uint64_t head_used = 4 + 4 + 8 + 8 + kv_bytes + info_bytes;
+    vf->head_len = align_up(head_used);
+    vf->size = vf->head_len + data;
+    vf->head = calloc(1, vf->head_len);
+    if (!vf->head)
+        goto fail;
+    uint8_t *p = vf->head;
+    put(&p, "GGUF", 4);
+    put_u32(&p, 3);
+    put_u64(&p, (uint64_t)vf->n_tensors);
+    put_u64(&p, qfs_kvs_count(kv));
+    p += qfs_kvs_serialize(kv, p);
+    for (int i = 0; i < vf->n_tensors; i++) {
+        struct qfs_vtensor *t = &vf->tensors[i];
+        put_u64(&p, strlen(t->name));
+        put(&p, t->name, strlen(t->name));
+        put_u32(&p, (uint32_t)t->n_dims);
+        for (int d = 0; d < t->n_dims; d++)
+            put_u64(&p, (uint64_t)t->ne[d]);
+        put_u32(&p, (uint32_t)t->type);
+        put_u64(&p, t->offset);
+        t->offset += vf->head_len;
+    }
+    qfs_kvs_free(kv);
+    *out = vf;
+    return 0;
+fail:
+    qfs_kvs_free(kv);
+    qfs_vfile_free(vf);
+    return rc;
+}

@@ -1,5 +1,6 @@
 /* An ordered list of GGUF metadata key/values and its serialization.
- * Setting an existing key replaces its value and moves it to the end, as gguf does. */
+ * Setting an existing key replaces its value in place; to move a key to the end (as
+ * llama-quantize's gguf_set_* does), remove it first. */
 #ifndef QFS_GGUF_KV_H
 #define QFS_GGUF_KV_H
 
@@ -19,6 +20,8 @@ struct qfs_kvs;
 
 struct qfs_kvs *qfs_kvs_new(void);
 void qfs_kvs_free(struct qfs_kvs *kv);
+/* Deep copy; NULL on ENOMEM. */
+struct qfs_kvs *qfs_kvs_dup(const struct qfs_kvs *kv);
 
 /* All setters copy their arguments; return 0 or -ENOMEM. */
 int qfs_kvs_set_str(struct qfs_kvs *kv, const char *key, const char *val);

@@ -18,14 +18,17 @@ struct qfs_model {
     struct qfs_kvs *kv;        /* converter metadata shared by every output type */
     struct qfs_vfile **files;  /* one per offered output, in qfs_gguf_types order */
     int n_files;
+    struct qfs_src_memo *memos; /* one per st->tensors entry */
+    int64_t n_params;          /* elements of all GGUF tensors (size label) */
 };
 
 /* Output types offered for every model, in listing order ("F32", "F16", "BF16", "Q8_0", ...). */
 extern const char *const qfs_gguf_types[];
 extern const int qfs_gguf_n_types;
 
-/* 0 or negative errno (the reason was logged, naming the file). */
-int qfs_model_open(const char *dir, struct qfs_model **out);
+/* root: the source tree; model files whose real path leaves it are refused (NULL: no check).
+ * 0 or negative errno (the reason was logged, naming the file). */
+int qfs_model_open(const char *dir, const char *root, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);
 /* Lookup by virtual file name; NULL when absent. */
 const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name);

@@ -1,2 +1,107 @@
-/* placeholder: being written */
-typedef int qfs_placeholder_vfile;
+/* Producing the bytes of a tensor chunk, and the chunk's identity (cache key). */
+#include "vfile.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void qfs_vfile_free(struct qfs_vfile *vf)
+{
+    if (!vf)
+        return;
+    for (int i = 0; i < vf->n_tensors; i++)
+        free(vf->tensors[i].name);
+    free(vf->tensors);
+    free(vf->head);
+    free(vf->name);
+    free(vf);
+}
+
+static int64_t chunk_rows(const struct qfs_vtensor *t, int64_t chunk, int64_t *row0)
+{
+    *row0 = chunk * t->rows_per_chunk;
+    int64_t n = t->nrows - *row0;
+    return n < t->rows_per_chunk ? n : t->rows_per_chunk;
+}
+
+uint64_t qfs_vtensor_chunk_bytes(const struct qfs_vtensor *t, int64_t chunk)
+{
+    int64_t row0;
+    return (uint64_t)chunk_rows(t, chunk, &row0) * t->row_bytes;
+}
+
+/* The converter's q/k permutation for llama: within each head of hd rows, output row
+ * 2*i + j comes from source row j*hd/2 + i (rotary pairs interleaved). */
+int64_t qfs_vtensor_src_row(const struct qfs_vtensor *t, int64_t r)
+{
+    if (t->xform != QFS_XF_PERMUTE_QK)
+        return r;
+    const int64_t hd = t->nrows / t->xform_heads;
+    const int64_t h = r / hd, rem = r % hd;
+    return h * hd + (rem % 2) * (hd / 2) + rem / 2;
+}
+
+static enum qfs_type dtype_as_type(enum qfs_dtype dt)
+{
+    return dt == QFS_DT_F32 ? QFS_TYPE_F32 : dt == QFS_DT_F16 ? QFS_TYPE_F16 : QFS_TYPE_BF16;
+}
+
+int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst)
+{
+    int64_t row0;
+    const int64_t nrows = chunk_rows(t, chunk, &row0);
+    const size_t esz = qfs_dtype_size(t->src->dtype);
+    const uint64_t src_row_bytes = (uint64_t)t->row_elems * esz;
+
+    if (dtype_as_type(t->src->dtype) == t->type) { /* same representation: copy rows */
+        for (int64_t r = 0; r < nrows; r++)
+            memcpy(dst + (uint64_t)r * t->row_bytes,
+                   t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes,
+                   t->row_bytes);
+        return 0;
+    }
+    float *f = malloc((size_t)nrows * (size_t)t->row_elems * sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    for (int64_t r = 0; r < nrows; r++)
+        qfs_to_f32(t->src->dtype,
+                   t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes,
+                   f + r * t->row_elems, t->row_elems);
+    size_t n = qfs_quantize_rows(t->type, f, dst, nrows, t->row_elems, NULL);
+    free(f);
+    return n == (size_t)nrows * t->row_bytes ? 0 : -EINVAL;
+}
+
+int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
+                    struct qfs_cache_key *key)
+{
+    struct qfs_src_memo *m = t->memo;
+    pthread_mutex_lock(&m->lock);
+    if (!m->done) { /* hashing under the lock: concurrent first users wait for one hash */
+        qfs_hash128(t->src->data, t->src->nbytes, &m->hash);
+        m->done = 1;
+    }
+    struct qfs_cache_key src = m->hash;
+    pthread_mutex_unlock(&m->lock);
+
+    int64_t row0;
+    const int64_t nrows = chunk_rows(t, chunk, &row0);
+    struct qfs_cache_keybuf kb;
+    qfs_keybuf_init(&kb);
+    int rc = 0;
+    rc |= qfs_keybuf_add(&kb, "quantfs-gguf-chunk", 18);
+    rc |= qfs_keybuf_add_u64(&kb, vf->codec_version);
+    rc |= qfs_keybuf_add(&kb, src.b, sizeof src.b);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->dtype);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->n_dims);
+    for (int d = 0; d < t->src->n_dims; d++)
+        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->shape[d]);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform_heads);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->type);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->row_elems);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)row0);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)nrows);
+    qfs_keybuf_finish(&kb, key);
+    return rc ? -ENOMEM : 0;
+}

@@ -8,8 +8,10 @@
 #ifndef QFS_VFILE_H
 #define QFS_VFILE_H
 
+#include <pthread.h>
 #include <stdint.h>
 
+#include "../cache/cache.h"
 #include "../kernels/qtypes.h"
 #include "safetensors.h"
 
@@ -17,6 +19,14 @@
 enum qfs_xform {
     QFS_XF_NONE = 0,
     QFS_XF_PERMUTE_QK = 1, /* llama/mistral q,k: rows regrouped per head for GGUF rope */
+};
+
+/* Content hash of one source tensor, computed on first use and shared by every
+ * virtual file of the model (owned by the model). */
+struct qfs_src_memo {
+    pthread_mutex_t lock; /* protects done and hash */
+    int done;
+    struct qfs_cache_key hash;
 };
 
 struct qfs_vtensor {
@@ -33,6 +43,7 @@ struct qfs_vtensor {
     uint64_t nbytes;                 /* nrows * row_bytes */
     int64_t rows_per_chunk;
     int64_t n_chunks;
+    struct qfs_src_memo *memo;       /* the source tensor's content hash (model-owned) */
 };
 
 struct qfs_vfile {
@@ -54,6 +65,12 @@ uint64_t qfs_vtensor_chunk_bytes(const struct qfs_vtensor *t, int64_t chunk);
  * rows (applying the transform), widen to f32, quantize.  Pure function of the source
  * bytes: same input, same output on every host.  0 or -ENOMEM. */
 int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst);
+
+/* The cache key of one chunk: XXH3-128 over the source tensor's content hash, its dtype
+ * and shape, the transform, the output type, the row range and the codec version.
+ * Hashes the source tensor on first use.  0 or negative errno. */
+int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
+                    struct qfs_cache_key *key);
 
 /* Source row index for output row r under t's transform. */
 int64_t qfs_vtensor_src_row(const struct qfs_vtensor *t, int64_t r);
