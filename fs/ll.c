@@ -1,0 +1,446 @@
+#define FUSE_USE_VERSION 312
+#include "ll.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "../codecs/vfile.h"
+#include "../util/log.h"
+#include "namespace.h"
+#include "read.h"
+
+/* Handle of an open /.quantfs/status: the snapshot rendered at open. */
+struct status_fh {
+    char *text;
+    size_t len;
+};
+
+static struct qfs_ll *ll_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static const struct qfs_node *node_of(fuse_req_t req, fuse_ino_t ino)
+{
+    return qfs_ns_node(ll_of(req)->ns, ino);
+}
+
+static void qfs_ll_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct qfs_ll *ll = userdata;
+    /* max_read must match the -o max_read passed at mount (see options.c). */
+    conn->max_read = ll->max_read;
+    /* The kernel offers its maximum; it can only be lowered. */
+    if (conn->max_readahead > ll->max_read)
+        conn->max_readahead = ll->max_read;
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+        conn->want |= FUSE_CAP_SPLICE_WRITE;
+    if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+        conn->want |= FUSE_CAP_SPLICE_MOVE;
+    /* Nothing is ever written: no writeback cache, no read-before-write. */
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    qfs_debug("init: max_read %u, max_readahead %u, splice %s", conn->max_read,
+              conn->max_readahead, (conn->want & FUSE_CAP_SPLICE_WRITE) ? "on" : "off");
+}
+
+/* Work function: 0 and *e, or an errno.  A miss is a cached negative entry (ino 0). */
+static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
+                     struct fuse_entry_param *e)
+{
+    const struct qfs_node *dir = node_of(req, parent), *n;
+    if (!dir)
+        return ESTALE;
+    memset(e, 0, sizeof *e);
+    e->attr_timeout = QFS_LL_TIMEOUT;
+    e->entry_timeout = QFS_LL_TIMEOUT;
+    int rc = qfs_ns_lookup(ll_of(req)->ns, dir, name, &n);
+    if (rc == -ENOENT)
+        return 0; /* e->ino = 0: negative entry */
+    if (rc < 0)
+        return -rc;
+    e->ino = qfs_ns_ino(ll_of(req)->ns, n);
+    e->attr = n->st;
+    if (n->kind == QFS_NODE_STATUS)
+        e->attr_timeout = 0; /* served with direct_io; its size is not meaningful */
+    return 0;
+}
+
+static void qfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fuse_entry_param e;
+    int rc = do_lookup(req, parent, name, &e);
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        fuse_reply_entry(req, &e);
+}
+
+static void qfs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    const struct qfs_node *n = node_of(req, ino);
+    if (!n)
+        fuse_reply_err(req, ESTALE);
+    else
+        fuse_reply_attr(req, &n->st, n->kind == QFS_NODE_STATUS ? 0 : QFS_LL_TIMEOUT);
+}
+
+static void qfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    const struct qfs_node *n = node_of(req, ino);
+    if (!n) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    if (n->kind != QFS_NODE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+}
+
+/* Work function: fill buf (size bytes) with entries from offset off; *used set. */
+static int do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, char *buf,
+                      size_t *used)
+{
+    const struct qfs_ns *ns = ll_of(req)->ns;
+    const struct qfs_node *dir = qfs_ns_node(ns, ino);
+    if (!dir)
+        return ESTALE;
+    if (dir->kind != QFS_NODE_DIR)
+        return ENOTDIR;
+    /* Offsets: 0 ".", 1 "..", 2 + i child i; an entry's d_off is the next offset. */
+    size_t pos = 0;
+    for (uint64_t i = (uint64_t)off; i < 2u + dir->n_children; i++) {
+        const struct qfs_node *n;
+        const char *name;
+        if (i == 0) {
+            n = dir;
+            name = ".";
+        } else if (i == 1) {
+            n = &ns->nodes[dir->parent];
+            name = "..";
+        } else {
+            n = &ns->nodes[dir->first_child + (uint32_t)(i - 2)];
+            name = n->name;
+        }
+        struct stat st = {.st_ino = qfs_ns_ino(ns, n), .st_mode = n->st.st_mode};
+        size_t need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(i + 1));
+        if (need > size - pos)
+            break;
+        pos += need;
+    }
+    *used = pos;
+    return 0;
+}
+
+static void qfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)fi;
+    char *buf = malloc(size ? size : 1);
+    size_t used = 0;
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int rc = do_readdir(req, ino, size, off, buf, &used);
+    if (rc)
+        fuse_reply_err(req, rc);
+    else
+        fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void qfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct qfs_ll *ll = ll_of(req);
+    const struct qfs_node *n = qfs_ns_node(ll->ns, ino);
+    if (!n)
+        return ESTALE;
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+        return EROFS;
+    switch (n->kind) {
+    case QFS_NODE_DIR:
+        return EISDIR;
+    case QFS_NODE_FILE: {
+        int fd = qfs_ns_open_file(ll->ns, n);
+        if (fd < 0)
+            return -fd;
+        fi->fh = (uint64_t)fd;
+        fi->keep_cache = 1;
+        return 0;
+    }
+    case QFS_NODE_VFILE:
+        fi->fh = 0;
+        fi->keep_cache = 1; /* attributes never change: the page cache stays valid */
+        return 0;
+    case QFS_NODE_STATUS: {
+        struct status_fh *h = calloc(1, sizeof *h);
+        if (!h)
+            return ENOMEM;
+        int rc = qfs_status_render(ll->ns, ll->cache, &ll->info, &h->text, &h->len);
+        if (rc < 0) {
+            free(h);
+            return -rc;
+        }
+        fi->fh = (uint64_t)(uintptr_t)h;
+        fi->direct_io = 1;
+        return 0;
+    }
+    }
+    return EINVAL;
+}
+
+static void qfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    int rc = do_open(req, ino, fi);
+    if (rc)
+        fuse_reply_err(req, rc);
+    else if (fuse_reply_open(req, fi) == -ENOENT)
+        qfs_warn("open: request interrupted, handle leaked until unmount");
+}
+
+static void read_file(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    /* The bytes go from the source file to the kernel by splice when it can. */
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+    bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+    bv.buf[0].fd = (int)fi->fh;
+    bv.buf[0].pos = off;
+    fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, off_t off)
+{
+    const struct qfs_vfile *vf = n->vf;
+    if (off < 0 || (uint64_t)off >= vf->size || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > vf->size - (uint64_t)off)
+        size = vf->size - (uint64_t)off;
+    uint8_t *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    struct qfs_read_ctx ctx = {.cache = ll_of(req)->cache, .stats = n->stats};
+    ssize_t got = qfs_read_vfile(&ctx, vf, (uint64_t)off, size, buf);
+    if (got < 0)
+        fuse_reply_err(req, (int)-got);
+    else
+        fuse_reply_buf(req, (const char *)buf, (size_t)got);
+    free(buf);
+}
+
+static void read_status(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    const struct status_fh *h = (const struct status_fh *)(uintptr_t)fi->fh;
+    if (off < 0 || (size_t)off >= h->len) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > h->len - (size_t)off)
+        size = h->len - (size_t)off;
+    /* Reply from a private copy: once the kernel has the reply, the reader can close and
+     * release (another thread) frees h while this thread is still returning from writev
+     * (AddressSanitizer checks the iovec after the call). */
+    char *copy = malloc(size);
+    if (!copy) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    memcpy(copy, h->text + off, size);
+    fuse_reply_buf(req, copy, size);
+    free(copy);
+}
+
+static void qfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+    const struct qfs_node *n = node_of(req, ino);
+    if (!n) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    switch (n->kind) {
+    case QFS_NODE_FILE:
+        read_file(req, size, off, fi);
+        return;
+    case QFS_NODE_VFILE:
+        read_vfile(req, n, size, off);
+        return;
+    case QFS_NODE_STATUS:
+        read_status(req, size, off, fi);
+        return;
+    case QFS_NODE_DIR:
+        break;
+    }
+    fuse_reply_err(req, EISDIR);
+}
+
+static void qfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    const struct qfs_node *n = node_of(req, ino);
+    if (n && n->kind == QFS_NODE_FILE) {
+        close((int)fi->fh);
+    } else if (n && n->kind == QFS_NODE_STATUS) {
+        struct status_fh *h = (struct status_fh *)(uintptr_t)fi->fh;
+        if (h)
+            free(h->text);
+        free(h);
+    }
+    fuse_reply_err(req, 0);
+}
+
+static void qfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    const struct qfs_ns *ns = ll_of(req)->ns;
+    struct statvfs sv;
+    memset(&sv, 0, sizeof sv);
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < ns->n_nodes; i++)
+        if (ns->nodes[i].kind == QFS_NODE_FILE || ns->nodes[i].kind == QFS_NODE_VFILE)
+            bytes += (uint64_t)ns->nodes[i].st.st_size;
+    sv.f_bsize = 4096;
+    sv.f_frsize = 4096;
+    sv.f_blocks = (bytes + 4095) / 4096;
+    sv.f_files = ns->n_nodes;
+    sv.f_namemax = 255;
+    sv.f_flag = ST_RDONLY;
+    fuse_reply_statfs(req, &sv);
+}
+
+/* Every operation that would change something: the filesystem is read-only. */
+static void erofs(fuse_req_t req)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void qfs_ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                           struct fuse_file_info *fi)
+{
+    (void)ino, (void)attr, (void)to_set, (void)fi;
+    erofs(req);
+}
+
+static void qfs_ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                         dev_t rdev)
+{
+    (void)parent, (void)name, (void)mode, (void)rdev;
+    erofs(req);
+}
+
+static void qfs_ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    (void)parent, (void)name, (void)mode;
+    erofs(req);
+}
+
+static void qfs_ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    (void)parent, (void)name;
+    erofs(req);
+}
+
+static void qfs_ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+                           const char *name)
+{
+    (void)link, (void)parent, (void)name;
+    erofs(req);
+}
+
+static void qfs_ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+                          fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+    (void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+    erofs(req);
+}
+
+static void qfs_ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+                        const char *newname)
+{
+    (void)ino, (void)newparent, (void)newname;
+    erofs(req);
+}
+
+static void qfs_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+                         off_t off, struct fuse_file_info *fi)
+{
+    (void)ino, (void)buf, (void)size, (void)off, (void)fi;
+    erofs(req);
+}
+
+static void qfs_ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                          struct fuse_file_info *fi)
+{
+    (void)parent, (void)name, (void)mode, (void)fi;
+    erofs(req);
+}
+
+static void qfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+                            const char *value, size_t size, int flags)
+{
+    (void)ino, (void)name, (void)value, (void)size, (void)flags;
+    erofs(req);
+}
+
+static void qfs_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    (void)ino, (void)name;
+    erofs(req);
+}
+
+static void qfs_ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+                             off_t length, struct fuse_file_info *fi)
+{
+    (void)ino, (void)mode, (void)offset, (void)length, (void)fi;
+    erofs(req);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = qfs_ll_init,
+    .lookup = qfs_ll_lookup,
+    .getattr = qfs_ll_getattr,
+    .opendir = qfs_ll_opendir,
+    .readdir = qfs_ll_readdir,
+    .releasedir = qfs_ll_releasedir,
+    .open = qfs_ll_open,
+    .read = qfs_ll_read,
+    .release = qfs_ll_release,
+    .statfs = qfs_ll_statfs,
+    .setattr = qfs_ll_setattr,
+    .mknod = qfs_ll_mknod,
+    .mkdir = qfs_ll_mkdir,
+    .unlink = qfs_ll_unlink,
+    .rmdir = qfs_ll_unlink,
+    .symlink = qfs_ll_symlink,
+    .rename = qfs_ll_rename,
+    .link = qfs_ll_link,
+    .write = qfs_ll_write,
+    .create = qfs_ll_create,
+    .setxattr = qfs_ll_setxattr,
+    .removexattr = qfs_ll_removexattr,
+    .fallocate = qfs_ll_fallocate,
+};
+
+const struct fuse_lowlevel_ops *qfs_ll_ops(void)
+{
+    return &ops;
+}

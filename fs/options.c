@@ -1,0 +1,257 @@
+#include "options.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* FUSE mount/session options passed through unchanged (name, or name= prefix). */
+static const char *const fuse_opts[] = {
+    "allow_other", "allow_root", "auto_unmount", "default_permissions", "fsname=",
+    "subtype=", "nodev", "dev", "nosuid", "suid", "noexec", "exec", "noatime", "atime",
+    "relatime", "norelatime", "strictatime", "nostrictatime", "sync", "async", "dirsync",
+    "context=", "fscontext=", "defcontext=", "rootcontext=", "max_background=",
+    "congestion_threshold=", "max_readahead=", "async_read", "sync_read", "no_remote_lock",
+    "no_remote_flock", "no_remote_posix_lock", "splice_read", "no_splice_read",
+    "splice_write", "no_splice_write", "splice_move", "no_splice_move", "ro", "debug",
+    NULL,
+};
+
+void qfs_opts_usage(const char *prog)
+{
+    printf("usage: %s [options] SOURCE MOUNTPOINT\n"
+           "\n"
+           "Mount SOURCE (a Hugging Face model directory, or a directory of them) read-only\n"
+           "at MOUNTPOINT, adding virtual GGUF files quantized on demand.\n"
+           "\n"
+           "options:\n"
+           "  -f                 stay in the foreground\n"
+           "  -d                 debug output (implies -f)\n"
+           "  -s                 single-threaded\n"
+           "  -h, --help         this help\n"
+           "  -V, --version      print the version\n"
+           "  -o opt[,opt...]    mount options:\n"
+           "     cache=DIR       chunk cache directory (default $XDG_CACHE_HOME/quantfs,\n"
+           "                     $HOME/.cache/quantfs, or /var/cache/quantfs)\n"
+           "     cache=none      memory cache only\n"
+           "     cache_mem=SIZE  memory cache size, K/M/G suffixes (default 1G)\n"
+           "     threads=N       maximum idle threads of the request loop\n"
+           "     max_read=N      largest read request in bytes (default %u)\n"
+           "     allow_other, allow_root, auto_unmount, default_permissions, fsname=,\n"
+           "     and the other FUSE mount options are passed to FUSE\n",
+           prog, QFS_DEFAULT_MAX_READ);
+}
+
+int qfs_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-')
+        return -EINVAL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -EINVAL;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: break;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if ((*end == 'b' || *end == 'B') && (shift || end[-1] != 'i'))
+        end++;
+    if (*end)
+        return -EINVAL;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static char *default_cache_dir(void)
+{
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char *p = NULL;
+    if (x && *x == '/') {
+        if (asprintf(&p, "%s/quantfs", x) < 0)
+            return NULL;
+    } else if (h && *h == '/') {
+        if (asprintf(&p, "%s/.cache/quantfs", h) < 0)
+            return NULL;
+    } else {
+        p = strdup("/var/cache/quantfs");
+    }
+    return p;
+}
+
+static int is_fuse_opt(const char *o)
+{
+    for (int i = 0; fuse_opts[i]; i++) {
+        size_t n = strlen(fuse_opts[i]);
+        if (fuse_opts[i][n - 1] == '=' ? !strncmp(o, fuse_opts[i], n) : !strcmp(o, fuse_opts[i]))
+            return 1;
+    }
+    return 0;
+}
+
+/* Append ",opt" to *acc. */
+static int acc_add(char **acc, const char *opt)
+{
+    char *p;
+    if (asprintf(&p, "%s,%s", *acc, opt) < 0)
+        return -ENOMEM;
+    free(*acc);
+    *acc = p;
+    return 0;
+}
+
+/* One -o argument: comma-separated options. 0 or exit status 2 (message printed). */
+static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_set)
+{
+    char *copy = strdup(arg), *save = NULL;
+    int rc = 0;
+    if (!copy)
+        return 1;
+    for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        if (!strncmp(t, "cache=", 6)) {
+            free(o->cache_dir);
+            o->cache_dir = NULL;
+            *cache_set = 1;
+            if (!t[6]) {
+                fprintf(stderr, "quantfs: -o cache= needs a directory or 'none'\n");
+                rc = 2;
+            } else if (strcmp(t + 6, "none") != 0 && !(o->cache_dir = strdup(t + 6))) {
+                rc = 1;
+            }
+        } else if (!strncmp(t, "cache_mem=", 10)) {
+            if (qfs_parse_size(t + 10, &v) < 0) {
+                fprintf(stderr, "quantfs: -o %s: not a size (e.g. 512M, 2G)\n", t);
+                rc = 2;
+            } else {
+                o->cache_mem = v;
+            }
+        } else if (!strncmp(t, "threads=", 8)) {
+            if (qfs_parse_size(t + 8, &v) < 0 || v < 1 || v > 1024 || strpbrk(t + 8, "kKmMgGtT")) {
+                fprintf(stderr, "quantfs: -o %s: expected a thread count from 1 to 1024\n", t);
+                rc = 2;
+            } else {
+                o->threads = (unsigned)v;
+            }
+        } else if (!strncmp(t, "max_read=", 9)) {
+            if (qfs_parse_size(t + 9, &v) < 0 || v < 4096 || v > (64u << 20)) {
+                fprintf(stderr, "quantfs: -o %s: expected a size from 4K to 64M\n", t);
+                rc = 2;
+            } else {
+                o->max_read = (unsigned)v;
+            }
+        } else if (!strcmp(t, "rw")) {
+            fprintf(stderr, "quantfs: -o rw: quantfs is always read-only\n");
+            rc = 2;
+        } else if (is_fuse_opt(t)) {
+            if (!strcmp(t, "debug"))
+                o->debug = o->foreground = true;
+            else if (strcmp(t, "ro") != 0 && acc_add(acc, t) < 0)
+                rc = 1;
+        } else {
+            fprintf(stderr, "quantfs: unknown option -o %s (see --help)\n", t);
+            rc = 2;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o)
+{
+    const char *prog = argc > 0 ? argv[0] : "quantfs";
+    char *acc = strdup("ro,fsname=quantfs,subtype=quantfs");
+    int cache_set = 0, rc = 0, npos = 0;
+    memset(o, 0, sizeof *o);
+    o->cache_mem = 1ull << 30;
+    o->max_read = QFS_DEFAULT_MAX_READ;
+    if (!acc)
+        return 1;
+    for (int i = 1; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            o->help = true;
+        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+            o->version = true;
+        } else if (!strcmp(a, "-f")) {
+            o->foreground = true;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--debug")) {
+            o->debug = o->foreground = true;
+        } else if (!strcmp(a, "-s")) {
+            o->single_thread = true;
+        } else if (!strcmp(a, "-o")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "quantfs: -o needs an argument\n");
+                rc = 2;
+            } else {
+                rc = parse_o(o, argv[++i], &acc, &cache_set);
+            }
+        } else if (!strncmp(a, "-o", 2)) {
+            rc = parse_o(o, a + 2, &acc, &cache_set);
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "quantfs: unknown option %s (see --help)\n", a);
+            rc = 2;
+        } else if (npos == 0) {
+            o->source = strdup(a);
+            npos++;
+        } else if (npos == 1) {
+            o->mountpoint = strdup(a);
+            npos++;
+        } else {
+            fprintf(stderr, "quantfs: unexpected argument '%s': expected SOURCE MOUNTPOINT\n", a);
+            rc = 2;
+        }
+    }
+    if (!rc && !o->help && !o->version && npos != 2) {
+        fprintf(stderr, "quantfs: expected SOURCE and MOUNTPOINT\n"
+                        "usage: %s [options] SOURCE MOUNTPOINT (see --help)\n", prog);
+        rc = 2;
+    }
+    if (!rc && !cache_set && !(o->cache_dir = default_cache_dir()))
+        rc = 1;
+    if (!rc) {
+        char mr[32];
+        snprintf(mr, sizeof mr, "max_read=%u", o->max_read);
+        if (acc_add(&acc, mr) < 0)
+            rc = 1;
+    }
+    if (!rc) {
+        o->fuse_argv = calloc(5, sizeof *o->fuse_argv);
+        if (!o->fuse_argv || !(o->fuse_argv[0] = strdup(prog)) || !(o->fuse_argv[1] = strdup("-o"))) {
+            rc = 1;
+        } else {
+            o->fuse_argv[2] = acc;
+            acc = NULL;
+            o->fuse_argc = 3;
+            if (o->debug && !(o->fuse_argv[o->fuse_argc++] = strdup("-d")))
+                rc = 1;
+        }
+    }
+    if (rc == 1)
+        fprintf(stderr, "quantfs: out of memory\n");
+    free(acc);
+    if (rc)
+        qfs_opts_free(o);
+    return rc;
+}
+
+void qfs_opts_free(struct qfs_opts *o)
+{
+    free(o->source);
+    free(o->mountpoint);
+    free(o->cache_dir);
+    if (o->fuse_argv)
+        for (int i = 0; o->fuse_argv[i]; i++)
+            free(o->fuse_argv[i]);
+    free(o->fuse_argv);
+    memset(o, 0, sizeof *o);
+}

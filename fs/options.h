@@ -1,0 +1,33 @@
+/* Command line: quantfs [options] SOURCE MOUNTPOINT.
+ * Our -o options (cache=, cache_mem=, threads=) are consumed here; known FUSE mount
+ * options are collected for fuse_session_new; anything else is an error (exit 2). */
+#ifndef QFS_FS_OPTIONS_H
+#define QFS_FS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define QFS_DEFAULT_MAX_READ (1u << 20)
+
+struct qfs_opts {
+    char *source;
+    char *mountpoint;
+    bool foreground, debug, single_thread, help, version;
+    char *cache_dir;        /* NULL: memory only (cache=none) */
+    uint64_t cache_mem;     /* bytes */
+    unsigned threads;       /* max idle threads of the mt loop; 0 = libfuse default */
+    unsigned max_read;      /* bytes, also passed as -o max_read */
+    /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
+    char **fuse_argv;
+    int fuse_argc;
+};
+
+/* 0: ok (opts filled; help/version may be set); otherwise the exit status to use after
+ * the message was printed (2: usage error). */
+int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o);
+void qfs_opts_free(struct qfs_opts *o);
+void qfs_opts_usage(const char *prog);
+/* "1G", "512M", "4096" -> bytes; -EINVAL on garbage or overflow. */
+int qfs_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,130 @@
+#include "read.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "../cache/cache.h"
+#include "../codecs/vfile.h"
+#include "../util/log.h"
+
+struct chunk_fill {
+    const struct qfs_vtensor *t;
+    int64_t chunk;
+};
+
+/* Cache fill callback: quantize one chunk (no cache lock is held here). */
+static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
+{
+    const struct chunk_fill *f = arg;
+    if (len != qfs_vtensor_chunk_bytes(f->t, f->chunk))
+        return -EINVAL;
+    return qfs_vtensor_produce(f->t, f->chunk, dst);
+}
+
+/* First tensor whose end lies past pos (tensors are sorted by offset), or NULL. */
+static const struct qfs_vtensor *tensor_at(const struct qfs_vfile *vf, uint64_t pos)
+{
+    int lo = 0, hi = vf->n_tensors;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        const struct qfs_vtensor *t = &vf->tensors[mid];
+        if (t->offset + t->nbytes <= pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < vf->n_tensors ? &vf->tensors[lo] : NULL;
+}
+
+/* Copy part of one chunk: [pos, pos+n) lies inside chunk `chunk` of t. */
+static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf,
+                      const struct qfs_vtensor *t, int64_t chunk, uint64_t skip, uint64_t n,
+                      uint8_t *dst)
+{
+    struct qfs_cache_key key;
+    int rc = qfs_vtensor_key(vf, t, chunk, &key);
+    if (rc < 0)
+        return rc;
+    struct chunk_fill f = {.t = t, .chunk = chunk};
+    uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
+    const struct qfs_cache_entry *e = NULL;
+    int outcome = -1;
+    rc = qfs_cache_get(ctx->cache, &key, clen, fill_chunk, &f, &e, &outcome);
+    if (rc < 0) {
+        qfs_err("%s: tensor %s chunk %lld: %s", vf->name, t->name, (long long)chunk,
+                strerror(-rc));
+        return rc;
+    }
+    if (e->len < skip + n) {
+        qfs_cache_put(ctx->cache, e);
+        qfs_err("%s: tensor %s chunk %lld: cache entry of %llu bytes, expected %llu",
+                vf->name, t->name, (long long)chunk, (unsigned long long)e->len,
+                (unsigned long long)clen);
+        return -EIO;
+    }
+    memcpy(dst, e->data + skip, n);
+    qfs_cache_put(ctx->cache, e);
+    if (ctx->stats) {
+        if (outcome == 2)
+            atomic_fetch_add_explicit(&ctx->stats->chunks_quantized, 1, memory_order_relaxed);
+        else
+            atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf,
+                       uint64_t off, size_t len, uint8_t *buf)
+{
+    if (off >= vf->size || len == 0)
+        return 0;
+    uint64_t end = vf->size - off < len ? vf->size : off + len;
+    uint64_t pos = off;
+    while (pos < end) {
+        uint8_t *dst = buf + (pos - off);
+        if (pos < vf->head_len) {
+            uint64_t n = (end < vf->head_len ? end : vf->head_len) - pos;
+            memcpy(dst, vf->head + pos, n);
+            pos += n;
+            continue;
+        }
+        const struct qfs_vtensor *t = tensor_at(vf, pos);
+        if (!t || pos < t->offset) {
+            /* Gap: padding before the next tensor, or the tail. */
+            uint64_t stop = t && t->offset < end ? t->offset : end;
+            memset(dst, 0, stop - pos);
+            pos = stop;
+            continue;
+        }
+        uint64_t rel = pos - t->offset;
+        uint64_t full = (uint64_t)t->rows_per_chunk * t->row_bytes;
+        if (full == 0)
+            return -EIO;
+        int64_t chunk = (int64_t)(rel / full);
+        uint64_t skip = rel - (uint64_t)chunk * full;
+        uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
+        if (skip >= clen)
+            return -EIO; /* inconsistent layout: never loop forever */
+        uint64_t n = clen - skip;
+        if (n > end - pos)
+            n = end - pos;
+        int rc = copy_chunk(ctx, vf, t, chunk, skip, n, dst);
+        if (rc < 0)
+            return rc;
+        pos += n;
+    }
+    uint64_t got = end - off;
+    if (ctx->stats) {
+        atomic_fetch_add_explicit(&ctx->stats->reads, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ctx->stats->bytes_served, got, memory_order_relaxed);
+    }
+    return (ssize_t)got;
+}
+
+uint64_t qfs_vfile_chunks_total(const struct qfs_vfile *vf)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < vf->n_tensors; i++)
+        n += (uint64_t)vf->tensors[i].n_chunks;
+    return n;
+}

@@ -1,0 +1,41 @@
+/* The read path of a virtual file: [off, off+len) maps onto the file's segments.
+ *
+ *   [0, head_len)                 generated header bytes (vf->head)
+ *   tensor t: [offset, +nbytes)   row chunks, each fetched through the chunk cache
+ *   everything else               zeros (alignment padding between tensors, tail)
+ *
+ * No FUSE here: a test can call qfs_read_vfile on a model and a memory-only cache. */
+#ifndef QFS_FS_READ_H
+#define QFS_FS_READ_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct qfs_cache;
+struct qfs_vfile;
+
+/* Per virtual file, shared by every reader thread; relaxed atomics (statistics only). */
+struct qfs_read_stats {
+    _Atomic uint64_t chunks_quantized; /* chunks produced by this process (cache outcome 2) */
+    _Atomic uint64_t cache_hits;       /* memory, disk or waited-for chunks (outcomes 0, 1, 3) */
+    _Atomic uint64_t bytes_served;
+    _Atomic uint64_t reads;
+};
+
+struct qfs_read_ctx {
+    struct qfs_cache *cache;      /* never NULL */
+    struct qfs_read_stats *stats; /* may be NULL */
+};
+
+/* Copy bytes [off, off+len) of vf into buf, clamped at EOF.  Returns the number of
+ * bytes written (0 at or past EOF) or a negative errno from the cache or the codec;
+ * on error nothing useful is in buf. */
+ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf,
+                       uint64_t off, size_t len, uint8_t *buf);
+
+/* Total row chunks of vf (for the status file).  Cannot fail. */
+uint64_t qfs_vfile_chunks_total(const struct qfs_vfile *vf);
+
+#endif

@@ -1,0 +1,159 @@
+#include "status.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../cache/cache.h"
+#include "../codecs/model.h"
+#include "../codecs/vfile.h"
+#include "namespace.h"
+
+#ifndef QFS_VERSION
+#define QFS_VERSION "unknown"
+#endif
+
+/* json_object_set_new that remembers a failure instead of returning it at each call. */
+static void put(json_t *o, const char *k, json_t *v, int *bad)
+{
+    if (!v || json_object_set_new(o, k, v) < 0)
+        *bad = 1;
+}
+
+static void push(json_t *a, json_t *v, int *bad)
+{
+    if (!v || json_array_append_new(a, v) < 0)
+        *bad = 1;
+}
+
+/* A JSON string of s; bytes that are not valid UTF-8 (a path may hold any) become '?'. */
+static json_t *str(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    char *t = strdup(s);
+    if (!t)
+        return NULL;
+    for (char *p = t; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    j = json_string(t);
+    free(t);
+    return j;
+}
+
+static json_t *u64(uint64_t v)
+{
+    return json_integer((json_int_t)v);
+}
+
+static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info *info, int *bad)
+{
+    json_t *c = json_object();
+    if (!c) {
+        *bad = 1;
+        return NULL;
+    }
+    put(c, "dir", info->cache_dir ? str(info->cache_dir) : json_null(), bad);
+    put(c, "mem_max", u64(info->cache_mem_max), bad);
+    if (cache) {
+        struct qfs_cache_stats s;
+        memset(&s, 0, sizeof s);
+        qfs_cache_get_stats(cache, &s);
+        put(c, "mem_hits", u64(s.mem_hits), bad);
+        put(c, "disk_hits", u64(s.disk_hits), bad);
+        put(c, "fills", u64(s.fills), bad);
+        put(c, "waits", u64(s.waits), bad);
+        put(c, "disk_errors", u64(s.disk_errors), bad);
+        put(c, "corrupt_dropped", u64(s.corrupt_dropped), bad);
+        put(c, "mem_bytes", u64(s.mem_bytes), bad);
+        put(c, "mem_entries", u64(s.mem_entries), bad);
+    }
+    return c;
+}
+
+static json_t *model_json(const struct qfs_ns *ns, const struct qfs_ns_model *nm, int *bad)
+{
+    json_t *o = json_object(), *files = json_array();
+    if (!o || !files) {
+        json_decref(o);
+        json_decref(files);
+        *bad = 1;
+        return NULL;
+    }
+    put(o, "name", str(nm->model->name ? nm->model->name : ""), bad);
+    put(o, "dir", str(nm->model->dir ? nm->model->dir : ""), bad);
+    put(o, "path", str(nm->path), bad);
+    for (int i = 0; i < nm->n_vfiles; i++) {
+        const struct qfs_node *n = &ns->nodes[nm->first_vnode + (uint32_t)i];
+        if (n->kind != QFS_NODE_VFILE)
+            continue;
+        const struct qfs_read_stats *st = n->stats;
+        json_t *f = json_object();
+        if (!f) {
+            *bad = 1;
+            break;
+        }
+        put(f, "name", str(n->name), bad);
+        put(f, "size", u64(n->vf->size), bad);
+        put(f, "chunks_total", u64(qfs_vfile_chunks_total(n->vf)), bad);
+        put(f, "chunks_quantized", u64(atomic_load_explicit(&st->chunks_quantized,
+                                                            memory_order_relaxed)), bad);
+        put(f, "cache_hits", u64(atomic_load_explicit(&st->cache_hits, memory_order_relaxed)), bad);
+        put(f, "bytes_served", u64(atomic_load_explicit(&st->bytes_served,
+                                                        memory_order_relaxed)), bad);
+        put(f, "reads", u64(atomic_load_explicit(&st->reads, memory_order_relaxed)), bad);
+        push(files, f, bad);
+    }
+    put(o, "files", files, bad);
+    return o;
+}
+
+int qfs_status_render(const struct qfs_ns *ns, struct qfs_cache *cache,
+                      const struct qfs_status_info *info, char **out, size_t *len)
+{
+    int bad = 0;
+    json_t *root = json_object(), *models = json_array(), *skipped = json_array();
+    if (!root || !models || !skipped) {
+        json_decref(root);
+        json_decref(models);
+        json_decref(skipped);
+        return -ENOMEM;
+    }
+    put(root, "version", json_string(QFS_VERSION), &bad);
+    put(root, "source", str(ns->source), &bad);
+    put(root, "mountpoint", info->mountpoint ? str(info->mountpoint) : json_null(), &bad);
+    put(root, "cache", cache_json(cache, info, &bad), &bad);
+    for (int i = 0; i < ns->n_models; i++)
+        push(models, model_json(ns, &ns->models[i], &bad), &bad);
+    put(root, "models", models, &bad);
+    for (int i = 0; i < ns->n_skips; i++) {
+        json_t *s = json_object();
+        if (!s) {
+            bad = 1;
+            break;
+        }
+        put(s, "path", str(ns->skips[i].path), &bad);
+        put(s, "reason", str(ns->skips[i].reason), &bad);
+        push(skipped, s, &bad);
+    }
+    put(root, "skipped", skipped, &bad);
+    char *text = bad ? NULL : json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text)
+        return -ENOMEM;
+    size_t n = strlen(text);
+    /* One trailing newline, so `cat` output ends cleanly. */
+    char *t = realloc(text, n + 2);
+    if (!t) {
+        free(text);
+        return -ENOMEM;
+    }
+    t[n] = '\n';
+    t[n + 1] = '\0';
+    *out = t;
+    *len = n + 1;
+    return 0;
+}

@@ -1,0 +1,22 @@
+/* /.quantfs/status: a JSON snapshot, rendered when the file is opened and served from
+ * the file handle (the file is direct_io: its size changes between opens). */
+#ifndef QFS_FS_STATUS_H
+#define QFS_FS_STATUS_H
+
+#include <stddef.h>
+
+struct qfs_ns;
+struct qfs_cache;
+
+struct qfs_status_info {
+    const char *mountpoint;
+    const char *cache_dir; /* NULL: memory only */
+    unsigned long long cache_mem_max;
+};
+
+/* Render into *out (malloc'd, NUL-terminated, *len bytes without the NUL).
+ * 0 or -ENOMEM. */
+int qfs_status_render(const struct qfs_ns *ns, struct qfs_cache *cache,
+                      const struct qfs_status_info *info, char **out, size_t *len);
+
+#endif
