@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The mounted fixtures against llama.cpp's own output.
+
+  ref_mount.py digests   every type of both fixtures: tensor names, shapes, types, offsets,
+                         data SHA-256 and metadata equal the reference files (F16/BF16
+                         byte-identical to the converter's files)
+  ref_mount.py llama     every mounted file loads in llama.cpp (npm libllama, mmap);
+                         32-token greedy generations from our F16 equal the reference F16's;
+                         perplexity of our F16 and Q8_0 equals the reference files'
+                         (Q8_0 made by llama_model_quantize in this run); the qwen2
+                         tokenizer reproduces llama.cpp's tokenizer test vectors
+"""
+import filecmp
+import os
+import re
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import qfstest as q  # noqa: E402
+
+FIXTURES = ["babyllama-105", "tinyllama-256"]
+TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
+GGUF_REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gguf_ref.py")
+
+
+def ref(model, name):
+    return os.path.join(q.SHARED, "reference", model, name)
+
+
+def llama(*args, timeout=600):
+    r = subprocess.run([q.LLAMA_REF, *args], capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def digests(mnt):
+    for model in FIXTURES:
+        for t in TYPES:
+            path = os.path.join(mnt, model, f"{model}.{t}.gguf")
+            r = subprocess.run([sys.executable, GGUF_REF, "compare", path, ref(model, f"{model}.{t}.json")],
+                               capture_output=True, text=True)
+            out = (r.stdout + r.stderr).strip().splitlines()
+            q.check(r.returncode == 0, f"{model}.{t}: {out[-1] if out else ''}")
+            if r.returncode:
+                print("\n".join(out[:20]))
+            if t in ("F16", "BF16"):
+                q.check(filecmp.cmp(path, ref(model, f"{model}.{t}.gguf"), shallow=False),
+                        f"{model}.{t}: byte-identical to the converter's file")
+
+
+def ppl(path, chunks):
+    rc, out, err = llama("perplexity", path, os.path.join(q.SHARED, "models", "eval", "heldout.txt"),
+                         "256", str(chunks), "2")
+    m = re.search(r"ppl: ([0-9.]+)", out)
+    if rc or not m:
+        print(out, err)
+        return None
+    return m.group(1)
+
+
+def llama_checks(mnt, tmp):
+    models = FIXTURES + ["qwen2-bpe-tiny"]
+    for model in models:
+        for t in TYPES:
+            path = os.path.join(mnt, model, f"{model}.{t}.gguf")
+            rc, out, err = llama("load", path)
+            q.check(rc == 0, f"llama.cpp loads {model}.{t}.gguf: {out.strip().splitlines()[:1]}")
+            if rc:
+                print(err[-2000:])
+    for model in FIXTURES:
+        ours = llama("generate", os.path.join(mnt, model, f"{model}.F16.gguf"), "32", "Once upon a time")
+        theirs = llama("generate", ref(model, f"{model}.F16.gguf"), "32", "Once upon a time")
+        q.check(ours[0] == 0 and ours[1] == theirs[1] and len(ours[1].split("\n")[0].split()) == 32,
+                f"{model}: 32-token greedy generation equals the reference F16's: {ours[1].splitlines()[-1:]}")
+
+    model = "tinyllama-256"
+    chunks = int(os.environ.get("QFS_PPL_CHUNKS", "40"))
+    ref_q8 = os.path.join(tmp, f"{model}.Q8_0.gguf")
+    rc, out, err = llama("quantize", ref(model, f"{model}.F16.gguf"), ref_q8, "Q8_0", "2")
+    q.check(rc == 0, "llama_model_quantize made the reference Q8_0")
+    for t, reference in (("F16", ref(model, f"{model}.F16.gguf")), ("Q8_0", ref_q8)):
+        a = ppl(os.path.join(mnt, model, f"{model}.{t}.gguf"), chunks)
+        b = ppl(reference, chunks)
+        q.check(a is not None and a == b, f"{model}.{t}: perplexity ({chunks} windows) {a} == reference {b}")
+
+    # qwen2: llama.cpp's tokenizer test vectors through our tokenizer.json conversion
+    qdir = os.path.join(q.SHARED, "reference", "qwen2-bpe-tiny")
+    with open(os.path.join(qdir, "tokenize.inp"), encoding="utf-8") as f:
+        inputs = f.read().split("\n__ggml_vocab_test__\n")
+    with open(os.path.join(qdir, "tokenize.out"), encoding="utf-8") as f:
+        expected = f.read().split("\n")
+    if inputs and inputs[-1].endswith("\n__ggml_vocab_test__"):
+        inputs[-1] = inputs[-1][: -len("\n__ggml_vocab_test__")]
+    inputs = [s for s in inputs]
+    path = os.path.join(mnt, "qwen2-bpe-tiny", "qwen2-bpe-tiny.F16.gguf")
+    good = 0
+    for i, text in enumerate(inputs):
+        if i >= len(expected):
+            break
+        rc, out, err = llama("tokenize", path, text)
+        got = " ".join(out.split())
+        if rc == 0 and got == " ".join(expected[i].split()):
+            good += 1
+        else:
+            print(f"  vector {i}: {text!r}: got {got!r} want {expected[i]!r}")
+    q.check(good == len(inputs) and good > 40, f"qwen2 tokenizer: {good}/{len(inputs)} test vectors equal")
+
+
+def main():
+    what = sys.argv[1]
+    q.need_fuse()
+    q.need_shared()
+    if what == "llama":
+        q.need_llama()
+    t = q.tmpdir("ref")
+    with q.Mount(os.path.join(q.SHARED, "models"), os.path.join(t, "mnt"), f"cache={t}/cache") as m:
+        if what == "digests":
+            digests(m.mnt)
+        else:
+            llama_checks(m.mnt, t)
+    q.finish()
+
+
+if __name__ == "__main__":
+    main()
