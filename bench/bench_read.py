@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): reading a virtual GGUF file through the mount against
+llama.cpp's own quantizer, measured in one run on one machine.
+
+  cold   read the whole virtual TYPE file with an empty cache (every chunk quantized)
+  ref    llama_model_quantize (npm libllama, THREADS threads) from the F16 GGUF of the
+         same model (our F16 file, byte-identical to convert_hf_to_gguf.py's)
+  warm   read it again after dropping the kernel page cache: served from quantfs's cache
+  hot    read it again with the page cache warm (what a second llama.cpp run sees)
+  file   the same reads of a regular file of the same size (dropped / page cache warm)
+
+Usage: bench_read.py [--type Q8_0] [--hidden 2048 --layers 8 --ff 5632 --vocab 32000]
+Needs root for drop_caches (skipped otherwise) and the npm reference (tests/setup-ref.sh).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import qfstest as q  # noqa: E402
+
+
+def drop_caches():
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def read_all(path, bs=1 << 20):
+    t = time.perf_counter()
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(bs)
+            if not b:
+                break
+            n += len(b)
+    return n, time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--type", default="Q8_0")
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--ff", type=int, default=5632)
+    ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
+    a = ap.parse_args()
+    q.need_fuse()
+    q.need_llama()
+    work = a.dir or q.tmpdir("bench")
+    src = os.path.join(work, "src")
+    model = os.path.join(src, "bench")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        os.makedirs(src, exist_ok=True)
+        subprocess.run([q.GENMODEL, "--out", model, "--hidden", str(a.hidden), "--layers", str(a.layers),
+                        "--heads", str(a.hidden // 64), "--kv-heads", str(a.hidden // 256), "--ff", str(a.ff),
+                        "--vocab", str(a.vocab), "--seed", "3"], check=True, stdout=subprocess.DEVNULL)
+    f16 = os.path.join(work, "bench.F16.gguf")
+    if not os.path.exists(f16):
+        subprocess.run([os.path.join(q.BUILD, "tools", "qfs-convert"), model, "F16", f16], check=True)
+    out = os.path.join(work, f"ref.{a.type}.gguf")
+    t = time.perf_counter()
+    subprocess.run([q.LLAMA_REF, "quantize", f16, out, a.type, str(a.threads)], check=True,
+                   stdout=subprocess.DEVNULL)
+    t_ref = time.perf_counter() - t
+    size_ref = os.path.getsize(out)
+
+    cache = os.path.join(work, "cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    dropped = drop_caches()
+    with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache}") as m:
+        path = os.path.join(m.mnt, "bench", f"bench.{a.type}.gguf")
+        n, t_cold = read_all(path)
+        drop_caches()
+        _, t_warm = read_all(path)
+        _, t_hot = read_all(path)
+        st = m.status()
+    # a regular file of the same size
+    reg = os.path.join(work, "regular.bin")
+    with open(reg, "wb") as f:
+        f.truncate(0)
+        chunk = os.urandom(1 << 20)
+        left = n
+        while left > 0:
+            f.write(chunk[:min(left, len(chunk))])
+            left -= len(chunk)
+    drop_caches()
+    _, t_reg_cold = read_all(reg)
+    _, t_reg_hot = read_all(reg)
+    os.unlink(reg)
+    os.unlink(out)
+
+    mb = n / 1e6
+    src_mb = os.path.getsize(os.path.join(model, "model.safetensors")) / 1e6
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                         capture_output=True, text=True).stdout.strip()
+    files = {f["name"]: f for mm in st["models"] for f in mm["files"]}
+    print(f"machine: {os.cpu_count()} cores, {cpu}")
+    print(f"model: hidden {a.hidden}, {a.layers} layers, ffn {a.ff}, vocab {a.vocab}: "
+          f"{src_mb:.0f} MB of F16 safetensors; {a.type} file {mb:.0f} MB "
+          f"(llama-quantize's: {size_ref / 1e6:.0f} MB)")
+    print(f"chunks quantized on the cold read: {files[f'bench.{a.type}.gguf']['chunks_quantized']}")
+    print(f"{'what':42} {'seconds':>8} {'MB/s':>8}")
+    rows = [
+        (f"llama_model_quantize F16 -> {a.type}, {a.threads} threads", t_ref),
+        (f"cold read through the mount (empty cache)", t_cold),
+        ("warm read, page cache dropped (quantfs cache)" if dropped else "warm read (page cache not dropped)", t_warm),
+        ("hot read (page cache)", t_hot),
+        ("regular file, page cache dropped" if dropped else "regular file", t_reg_cold),
+        ("regular file, page cache warm", t_reg_hot),
+    ]
+    for name, s in rows:
+        print(f"{name:42} {s:8.3f} {mb / s:8.0f}")
+    print(f"ratio cold read / llama_model_quantize: {t_cold / t_ref:.2f} "
+          f"({'faster' if t_cold < t_ref else 'slower'} than llama-quantize: {t_ref / t_cold:.2f}x its speed)")
+    print(f"ratio warm read / regular file read (dropped caches): {t_warm / t_reg_cold:.2f}")
+    print(f"ratio hot read / regular file read (page cache): {t_hot / t_reg_hot:.2f}")
+    if not a.dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
