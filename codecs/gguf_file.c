@@ -98,8 +98,8 @@ static int ends_with(const char *s, const char *suf)
 }
 
 /* llama-quantize's choice for one tensor of the converter's F16 file (the mixes of this
- * table only; the K-quant mixes add their rules here).  -1: the type cannot be written. */
-static int quantize_type(const struct gguf_mix *mix, const struct qfs_vtensor *t, int has_output)
+ * table only; the K-quant mixes add their rules here). */
+static enum qfs_type quantize_type(const struct gguf_mix *mix, const struct qfs_vtensor *t, int has_output)
 {
     if (t->n_dims < 2 || !ends_with(t->name, "weight"))
         return QFS_TYPE_F32; /* 1-D tensors are F32 in the F16 file and are copied */
@@ -113,15 +113,15 @@ static int quantize_type(const struct gguf_mix *mix, const struct qfs_vtensor *t
             type = QFS_TYPE_Q6_K;
     }
     if (nx % qfs_type_info(type)->blck != 0) {
-        /* llama-quantize's fallback for rows not divisible by the block size */
+        /* llama-quantize's fallback for rows not divisible by the block size: 256-block
+         * types step down to a 32-block type, 32-block types (and a fallback that still
+         * does not fit) become F16 */
         if (type == QFS_TYPE_Q6_K)
             type = QFS_TYPE_Q8_0;
-        else
-            return -1; /* llama-quantize refuses such a tensor */
         if (nx % qfs_type_info(type)->blck != 0)
             type = QFS_TYPE_F16;
     }
-    return (int)type;
+    return type;
 }
 
 static int block_of(const char *name)
@@ -228,15 +228,7 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
             t->type = t->n_dims <= 1 ? QFS_TYPE_F32 : mix->base;
             continue;
         }
-        int ty = quantize_type(mix, t, has_output);
-        if (ty < 0) {
-            qfs_info("%s: not offering %s: tensor %s has rows of %" PRId64
-                     " elements, not a multiple of the %s block (llama-quantize refuses it too)",
-                     m->dir, mix->name, t->name, t->ne[0], mix->name);
-            rc = -ENOTSUP;
-            goto fail;
-        }
-        t->type = (enum qfs_type)ty;
+        t->type = quantize_type(mix, t, has_output);
     }
     if (!mix->converter)
         qsort(vf->tensors, (size_t)vf->n_tensors, sizeof *vf->tensors, cmp_quant_order);
