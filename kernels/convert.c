@@ -21,24 +21,72 @@ size_t qfs_dtype_size(enum qfs_dtype dt)
     return 0;
 }
 
+/* f16 -> f32 without branches, bit-identical to qfs_fp16_to_fp32 for all
+ * 65536 inputs (tests/kernels/test_convert.c checks every one), so that the
+ * loops below vectorize.  Exponent and mantissa move into place and are
+ * rebiased by 112 << 23; an all-ones exponent gets another 112 << 23 (inf,
+ * NaN with its payload, signalling or not); a zero exponent gets 1 << 23 and
+ * then loses 2^-14 in an exact float subtraction, which normalises a
+ * subnormal (m * 2^-24) and leaves +0 for zero.  The sign goes on last. */
+static inline float f16_to_f32_fast(uint16_t h)
+{
+    const uint32_t em = ((uint32_t)h & 0x7fffu) << 13;
+    const uint32_t e = em & 0x0f800000u;
+    const uint32_t is_inf_nan = 0u - (uint32_t)(e == 0x0f800000u);
+    const uint32_t is_sub = 0u - (uint32_t)(e == 0);
+    const uint32_t o = em + (112u << 23) + (is_inf_nan & (112u << 23)) + (is_sub & (1u << 23));
+    /* the float subtraction sees 0 - 0 unless the exponent is zero, so a
+     * signalling NaN never meets arithmetic (which would quiet it) */
+    const float f = qfs_bits_f32(o & is_sub) - qfs_bits_f32(is_sub & (113u << 23));
+    const uint32_t r = (qfs_f32_bits(f) & is_sub) | (o & ~is_sub);
+    return qfs_bits_f32(r | (((uint32_t)h & 0x8000u) << 16));
+}
+
+/* Fixed-size chunks with restrict pointers: gcc -O2 vectorizes only loops of
+ * known trip count that need no runtime alias check. */
+#define CHUNK 64
+
+static void f16_chunk(const unsigned char *restrict s, float *restrict d)
+{
+    for (int i = 0; i < CHUNK; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        d[i] = f16_to_f32_fast(h);
+    }
+}
+
+static void bf16_chunk(const unsigned char *restrict s, float *restrict d)
+{
+    for (int i = 0; i < CHUNK; i++) {
+        uint16_t h;
+        memcpy(&h, s + 2 * i, 2);
+        d[i] = qfs_bits_f32((uint32_t)h << 16);
+    }
+}
+
 /* src may be unaligned (it points into an mmap'ed safetensors file at any
  * offset), so elements are loaded with memcpy. */
 void qfs_to_f32(enum qfs_dtype dt, const void *src, float *dst, int64_t n)
 {
     const unsigned char *s = src;
     uint16_t h;
+    int64_t i = 0;
     switch (dt) {
     case QFS_DT_F32:
         memcpy(dst, src, (size_t)n * sizeof(float));
         return;
     case QFS_DT_F16:
-        for (int64_t i = 0; i < n; i++) {
+        for (; i + CHUNK <= n; i += CHUNK)
+            f16_chunk(s + 2 * i, dst + i);
+        for (; i < n; i++) {
             memcpy(&h, s + 2 * i, 2);
-            dst[i] = qfs_fp16_to_fp32(h);
+            dst[i] = f16_to_f32_fast(h);
         }
         return;
     case QFS_DT_BF16:
-        for (int64_t i = 0; i < n; i++) {
+        for (; i + CHUNK <= n; i += CHUNK)
+            bf16_chunk(s + 2 * i, dst + i);
+        for (; i < n; i++) {
             memcpy(&h, s + 2 * i, 2);
             dst[i] = qfs_bf16_to_fp32(h);
         }

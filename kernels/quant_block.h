@@ -4,12 +4,19 @@
  * portable CPU path loops over blocks with these functions; a CUDA path
  * compiles the same functions (QFS_HD) and gives each thread a block.  Rules
  * that keep that possible: static inline, no recursion, no allocation, no libc
- * beyond <math.h> functions CUDA also provides (fabsf, roundf) and memcpy.
+ * beyond <math.h> functions CUDA also provides (fabsf) and memcpy.
  *
  * Without an importance matrix every quantizer reproduces the bytes of ggml's
  * quantize_row_<t>_ref: the same float operations in the same order (build
  * with -ffp-contract=off / nvcc -fmad=false, never fast-math).  Inputs must be
- * finite; NaN/inf in a block give unspecified (but memory-safe) bytes. */
+ * finite; NaN/inf in a block give unspecified (but memory-safe) bytes.
+ *
+ * Speed on the CPU: the loops are written so that gcc -O2 (whose "very cheap"
+ * vectorizer takes only fixed trip counts and no runtime alias checks)
+ * vectorizes them without changing a single float operation: order-free
+ * reductions (max, min) run on integer bit patterns, per-element results go
+ * to a local array first (a store through y could alias x), and sequential
+ * float sums stay sequential per accumulator. */
 #ifndef QFS_QUANT_BLOCK_H
 #define QFS_QUANT_BLOCK_H
 
@@ -126,29 +133,124 @@ static inline QFS_HD int qfs_nearest_int(float f)
     return (int)(qfs_f32_bits(v) & 0x007fffffu) - 0x00400000;
 }
 
+/* roundf without libm (x86-64's baseline has no roundss, so roundf is an
+ * out-of-line call there): round half away from zero, bit-identical to roundf
+ * for every float.  |x| >= 2^23 is already integral, and NaN/inf fail the
+ * comparison: both come back unchanged.  Below 2^23 the truncation is exact,
+ * the fraction r = |x| - t is exact, and t + 1 is exact; the sign goes back on
+ * by bit so -0.3 gives -0.0.  Branch-free, so loops over it vectorize. */
+static inline QFS_HD float qfs_roundf(float x)
+{
+    const uint32_t ux = qfs_f32_bits(x);
+    const uint32_t sign = ux & 0x80000000u;
+    const float ax = qfs_bits_f32(ux ^ sign);
+    const uint32_t small = 0u - (uint32_t)(ax < 8388608.0f); /* all ones or 0 */
+    const float xs = qfs_bits_f32(qfs_f32_bits(ax) & small);  /* |x|, or 0 */
+    const float t = (float)(int32_t)xs;
+    const float r = xs - t;
+    const uint32_t up = 0u - (uint32_t)(r >= 0.5f);
+    const float ra = t + qfs_bits_f32(0x3f800000u & up); /* t + 1 or t + 0 */
+    return qfs_bits_f32(((qfs_f32_bits(ra) | sign) & small) | (ux & ~small));
+}
+
+/* ---- order-free reductions on bit patterns ----------------------------------- */
+
+/* For non-NaN floats, |x| orders like its bit pattern without the sign bit,
+ * and x orders like key(x) = bits ^ (sign ? 0x7fffffff : 0) as int32, except
+ * that key(-0) < key(+0).  Integer max/min vectorize where float ?: does not
+ * (gcc may not reassociate it without -ffinite-math-only -fno-signed-zeros). */
+static inline QFS_HD int32_t qfs_abs_key(float x)
+{
+    const int32_t b = (int32_t)(qfs_f32_bits(x) & 0x7fffffffu);
+    return b > 0x7f800000 ? 0 : b; /* NaN counts as 0: skipped, like a failed < */
+}
+
+static inline QFS_HD int32_t qfs_ord_key(float x)
+{
+    const int32_t b = (int32_t)qfs_f32_bits(x);
+    return b ^ (int32_t)((uint32_t)(b >> 31) >> 1);
+}
+
+static inline QFS_HD float qfs_from_ord_key(int32_t k)
+{
+    return qfs_bits_f32((uint32_t)(k ^ (int32_t)((uint32_t)(k >> 31) >> 1)));
+}
+
+/* max |x[i]| (0 for an empty or all-zero input) */
+static inline QFS_HD float qfs_absmax(const float *x, int n)
+{
+    int32_t m = 0;
+    for (int i = 0; i < n; i++) {
+        const int32_t k = qfs_abs_key(x[i]);
+        m = m > k ? m : k;
+    }
+    return qfs_bits_f32((uint32_t)m);
+}
+
+/* The signed value of the first element of largest magnitude, as the loop
+ *   if (amax < fabsf(x[i])) { amax = fabsf(x[i]); max = x[i]; }
+ * from amax = max = 0 leaves it (so +0.0f when every element is +-0).
+ * *amax_out gets amax. */
+static inline QFS_HD float qfs_first_absmax(const float *x, int n, float *amax_out)
+{
+    const float amax = qfs_absmax(x, n);
+    *amax_out = amax;
+    if (amax == 0.0f)
+        return 0.0f;
+    const uint32_t ab = qfs_f32_bits(amax);
+    int i = 0;
+    while ((qfs_f32_bits(x[i]) & 0x7fffffffu) != ab)
+        i++;
+    return x[i];
+}
+
+/* min and max of x as the loop
+ *   if (x[i] < min) min = x[i];  if (x[i] > max) max = x[i];
+ * from min = FLT_MAX, max = -FLT_MAX leaves them, for non-NaN x.  Only the
+ * sign of a zero result depends on the order: it is the first zero's. */
+static inline QFS_HD void qfs_minmax(const float *x, int n, float *min_out, float *max_out)
+{
+    int32_t kmin = qfs_ord_key(FLT_MAX);
+    int32_t kmax = qfs_ord_key(-FLT_MAX);
+    for (int i = 0; i < n; i++) {
+        const int32_t k = qfs_ord_key(x[i]);
+        kmin = kmin < k ? kmin : k;
+        kmax = kmax > k ? kmax : k;
+    }
+    float min = qfs_from_ord_key(kmin);
+    float max = qfs_from_ord_key(kmax);
+    if (min == 0.0f || max == 0.0f) {
+        int i = 0;
+        while (x[i] != 0.0f)
+            i++;
+        if (min == 0.0f)
+            min = x[i];
+        if (max == 0.0f)
+            max = x[i];
+    }
+    *min_out = min;
+    *max_out = max;
+}
+
 /* ---- Q4_0: 32 elements, value = (q - 8) * d ------------------------------ */
 
 static inline QFS_HD void qfs_quantize_block_q4_0(const float *x, block_q4_0 *y)
 {
-    float amax = 0.0f; /* largest magnitude, first one wins on ties */
-    float max = 0.0f;  /* its signed value */
-    for (int j = 0; j < QK4_0; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
+    float amax; /* largest magnitude; max: its signed value, first one wins on ties */
+    const float max = qfs_first_absmax(x, QK4_0, &amax);
     const float d = max / -8.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = qfs_fp32_to_fp16(d);
+    uint8_t qs[QK4_0 / 2];
     for (int j = 0; j < QK4_0 / 2; j++) {
         const float v0 = x[j] * id;
         const float v1 = x[j + QK4_0 / 2] * id;
         /* v in [-8, 8]: truncation of v + 8.5 is a round-half-up to 0..16 */
         const int q0 = qfs_imin(15, (int)(v0 + 8.5f));
         const int q1 = qfs_imin(15, (int)(v1 + 8.5f));
-        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
+        qs[j] = (uint8_t)(q0 | (q1 << 4));
     }
+    memcpy(y->qs, qs, sizeof qs);
 }
 
 static inline QFS_HD void qfs_dequantize_block_q4_0(const block_q4_0 *x, float *y)
@@ -164,25 +266,21 @@ static inline QFS_HD void qfs_dequantize_block_q4_0(const block_q4_0 *x, float *
 
 static inline QFS_HD void qfs_quantize_block_q4_1(const float *x, block_q4_1 *y)
 {
-    float min = FLT_MAX;
-    float max = -FLT_MAX;
-    for (int j = 0; j < QK4_1; j++) {
-        if (x[j] < min)
-            min = x[j];
-        if (x[j] > max)
-            max = x[j];
-    }
+    float min, max;
+    qfs_minmax(x, QK4_1, &min, &max);
     const float d = (max - min) / 15.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = qfs_fp32_to_fp16(d);
     y->m = qfs_fp32_to_fp16(min);
+    uint8_t qs[QK4_1 / 2];
     for (int j = 0; j < QK4_1 / 2; j++) {
         const float v0 = (x[j] - min) * id;
         const float v1 = (x[j + QK4_1 / 2] - min) * id;
         const int q0 = qfs_imin(15, (int)(v0 + 0.5f));
         const int q1 = qfs_imin(15, (int)(v1 + 0.5f));
-        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
+        qs[j] = (uint8_t)(q0 | (q1 << 4));
     }
+    memcpy(y->qs, qs, sizeof qs);
 }
 
 static inline QFS_HD void qfs_dequantize_block_q4_1(const block_q4_1 *x, float *y)
@@ -199,27 +297,26 @@ static inline QFS_HD void qfs_dequantize_block_q4_1(const block_q4_1 *x, float *
 
 static inline QFS_HD void qfs_quantize_block_q5_0(const float *x, block_q5_0 *y)
 {
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int j = 0; j < QK5_0; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
+    float amax;
+    const float max = qfs_first_absmax(x, QK5_0, &amax);
     const float d = max / -16.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = qfs_fp32_to_fp16(d);
-    uint32_t qh = 0;
+    uint8_t qs[QK5_0 / 2];
+    uint32_t hbit[QK5_0];
     for (int j = 0; j < QK5_0 / 2; j++) {
         const float v0 = x[j] * id;
         const float v1 = x[j + QK5_0 / 2] * id;
         const uint32_t q0 = (uint32_t)qfs_imin(31, (int)(v0 + 16.5f));
         const uint32_t q1 = (uint32_t)qfs_imin(31, (int)(v1 + 16.5f));
-        y->qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
-        qh |= ((q0 >> 4) & 1u) << j;
-        qh |= ((q1 >> 4) & 1u) << (j + QK5_0 / 2);
+        qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
+        hbit[j] = ((q0 >> 4) & 1u) << j;
+        hbit[j + QK5_0 / 2] = ((q1 >> 4) & 1u) << (j + QK5_0 / 2);
     }
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_0; j++)
+        qh |= hbit[j];
+    memcpy(y->qs, qs, sizeof qs);
     for (int b = 0; b < 4; b++)
         y->qh[b] = (uint8_t)(qh >> (8 * b));
 }
@@ -246,29 +343,28 @@ static inline QFS_HD void qfs_dequantize_block_q5_0(const block_q5_0 *x, float *
 
 static inline QFS_HD void qfs_quantize_block_q5_1(const float *x, block_q5_1 *y)
 {
-    float min = FLT_MAX;
-    float max = -FLT_MAX;
-    for (int j = 0; j < QK5_1; j++) {
-        if (x[j] < min)
-            min = x[j];
-        if (x[j] > max)
-            max = x[j];
-    }
+    float min, max;
+    qfs_minmax(x, QK5_1, &min, &max);
     const float d = (max - min) / 31.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = qfs_fp32_to_fp16(d);
     y->m = qfs_fp32_to_fp16(min);
-    uint32_t qh = 0;
+    uint8_t qs[QK5_1 / 2];
+    uint32_t hbit[QK5_1];
     for (int j = 0; j < QK5_1 / 2; j++) {
         const float v0 = (x[j] - min) * id;
         const float v1 = (x[j + QK5_1 / 2] - min) * id;
         /* the reference truncates to uint8 without clamping: v <= 31 + rounding */
         const uint32_t q0 = (uint32_t)(uint8_t)(v0 + 0.5f);
         const uint32_t q1 = (uint32_t)(uint8_t)(v1 + 0.5f);
-        y->qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
-        qh |= ((q0 >> 4) & 1u) << j;
-        qh |= ((q1 >> 4) & 1u) << (j + QK5_1 / 2);
+        qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
+        hbit[j] = ((q0 >> 4) & 1u) << j;
+        hbit[j + QK5_1 / 2] = ((q1 >> 4) & 1u) << (j + QK5_1 / 2);
     }
+    uint32_t qh = 0;
+    for (int j = 0; j < QK5_1; j++)
+        qh |= hbit[j];
+    memcpy(y->qs, qs, sizeof qs);
     for (int b = 0; b < 4; b++)
         y->qh[b] = (uint8_t)(qh >> (8 * b));
 }
@@ -290,16 +386,14 @@ static inline QFS_HD void qfs_dequantize_block_q5_1(const block_q5_1 *x, float *
 
 static inline QFS_HD void qfs_quantize_block_q8_0(const float *x, block_q8_0 *y)
 {
-    float amax = 0.0f;
-    for (int j = 0; j < QK8_0; j++) {
-        const float a = fabsf(x[j]);
-        amax = amax > a ? amax : a;
-    }
+    const float amax = qfs_absmax(x, QK8_0);
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     y->d = qfs_fp32_to_fp16(d);
+    int8_t qs[QK8_0];
     for (int j = 0; j < QK8_0; j++)
-        y->qs[j] = (int8_t)roundf(x[j] * id); /* half away from zero */
+        qs[j] = (int8_t)qfs_roundf(x[j] * id); /* half away from zero */
+    memcpy(y->qs, qs, sizeof qs);
 }
 
 static inline QFS_HD void qfs_dequantize_block_q8_0(const block_q8_0 *x, float *y)
@@ -319,52 +413,54 @@ static inline QFS_HD void qfs_dequantize_block_q8_0(const block_q8_0 *x, float *
  * Returns the scale (0 for an all-zero group). */
 static inline QFS_HD float qfs_make_qx_quants_rmse1(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0.0f;
-    float amax = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = qfs_first_absmax(x, n, &amax);
     if (amax < QFS_GROUP_MAX_EPS) {
         for (int i = 0; i < n; i++)
             L[i] = 0;
         return 0.0f;
     }
-    float iscale = (float)(-nmax) / max;
-    float sumlx = 0.0f;
-    float suml2 = 0.0f;
+    /* Trial 0 is iscale = -nmax/max, trials 1..18 are is = -9..-1, 1..9 of
+     * the reference's search, 19 pads to a multiple of 4 (a copy of 18, never
+     * chosen).  The trials are independent, so their sums run side by side
+     * (one vector lane per trial, each sum still in element order), and the
+     * sequential choice comes afterwards. */
+    enum { NT = 20 };
+    float isc[NT];
+    isc[0] = (float)(-nmax) / max;
+    for (int t = 1; t < NT; t++) {
+        const int is = t < 19 ? (t <= 9 ? t - 10 : t - 9) : 9;
+        isc[t] = -((float)nmax + 0.1f * (float)is) / max;
+    }
+    float sumlx[NT], suml2[NT];
+    for (int t = 0; t < NT; t++) {
+        sumlx[t] = 0.0f;
+        suml2[t] = 0.0f;
+    }
+    for (int i = 0; i < n; i++) {
+        const float xi = x[i];
+        const float w = xi * xi;
+        const float wx = w * xi;
+        for (int t = 0; t < NT; t++) {
+            const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(isc[t] * xi)));
+            sumlx[t] += wx * (float)l;
+            suml2[t] += w * (float)l * (float)l;
+        }
+    }
+    int best_t = 0;
+    float scale = suml2[0] != 0.0f ? sumlx[0] / suml2[0] : 0.0f;
+    float best = scale * sumlx[0];
+    for (int t = 1; t < NT - 1; t++) {
+        if (suml2[t] > 0.0f && sumlx[t] * sumlx[t] > best * suml2[t]) {
+            best_t = t;
+            scale = sumlx[t] / suml2[t];
+            best = scale * sumlx[t];
+        }
+    }
+    const float iscale = isc[best_t];
     for (int i = 0; i < n; i++) {
         const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(iscale * x[i])));
         L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * (float)l;
-        suml2 += w * (float)l * (float)l;
-    }
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0)
-            continue;
-        iscale = -((float)nmax + 0.1f * (float)is) / max;
-        sumlx = 0.0f;
-        suml2 = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(iscale * x[i])));
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * (float)l;
-            suml2 += w * (float)l * (float)l;
-        }
-        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(iscale * x[i])));
-                L[i] = (int8_t)(l + nmax);
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
     }
     return scale;
 }

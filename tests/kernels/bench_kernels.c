@@ -1,0 +1,121 @@
+/* Throughput of the scalar CPU path: N f16 (or bf16) elements of random
+ * normal-ish data through qfs_to_f32, then qfs_quantize_rows for each type.
+ * Prints M elements/s per stage (best of a few runs).  A benchmark, not a
+ * test: `meson test --benchmark --suite kernels` or run the binary directly,
+ * optionally with the element count in Mi as argv[1] (default 64). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/qtypes.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* roughly normal, sd ~0.03 (weights-like) */
+static float gauss(void)
+{
+    float s = 0.0f;
+    for (int i = 0; i < 4; i++)
+        s += (float)(next() >> 40) / (float)(1 << 24);
+    return (s - 2.0f) * 0.05f;
+}
+
+int main(int argc, char **argv)
+{
+    const int64_t n = (argc > 1 ? atoll(argv[1]) : 64) << 20;
+    const int64_t row = 4096;
+    const int64_t nrows = n / row;
+    const int reps = argc > 2 ? atoi(argv[2]) : 3;
+
+    uint16_t *h16 = malloc((size_t)n * 2 + 2);
+    uint16_t *b16 = malloc((size_t)n * 2);
+    float *f = malloc((size_t)n * sizeof(float));
+    void *q = malloc((size_t)n * sizeof(float));
+    if (!h16 || !b16 || !f || !q)
+        return 1;
+    for (int64_t i = 0; i < n; i++) {
+        const float v = gauss();
+        h16[i] = qfs_f32_to_f16(v);
+        b16[i] = qfs_f32_to_bf16(v);
+    }
+    printf("%lld Mi elements, %d reps (best), M elements/s:\n", (long long)(n >> 20), reps);
+
+    struct {
+        const char *name;
+        enum qfs_dtype dt;
+        const void *src;
+    } conv[] = {
+        {"f16->f32", QFS_DT_F16, h16},
+        {"f16->f32 (unaligned)", QFS_DT_F16, (const unsigned char *)h16 + 1},
+        {"bf16->f32", QFS_DT_BF16, b16},
+    };
+    for (size_t c = 0; c < sizeof conv / sizeof conv[0]; c++) {
+        double best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = now();
+            qfs_to_f32(conv[c].dt, conv[c].src, f, n);
+            const double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("  %-22s %9.1f\n", conv[c].name, (double)n / best / 1e6);
+    }
+    qfs_to_f32(QFS_DT_F16, h16, f, n);
+
+    const enum qfs_type types[] = {QFS_TYPE_Q8_0, QFS_TYPE_Q4_0, QFS_TYPE_Q4_1, QFS_TYPE_Q5_0,
+                                   QFS_TYPE_Q5_1, QFS_TYPE_Q6_K, QFS_TYPE_F16,  QFS_TYPE_BF16};
+    uint64_t sum = 0;
+    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+        const struct qfs_type_info *ti = qfs_type_info(types[k]);
+        /* Q6_K is slow: a quarter of the data is plenty */
+        const int64_t rows = types[k] == QFS_TYPE_Q6_K ? nrows / 4 : nrows;
+        double best = 1e30;
+        size_t bytes = 0;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = now();
+            bytes = qfs_quantize_rows(types[k], f, q, rows, row, NULL);
+            const double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        for (size_t i = 0; i < bytes; i += 4099)
+            sum += ((unsigned char *)q)[i];
+        printf("  %-22s %9.1f\n", ti->name, (double)(rows * row) / best / 1e6);
+    }
+    /* the end-to-end Q8_0 pipeline as the converter runs it: row by row */
+    {
+        double best = 1e30;
+        float *rowbuf = malloc((size_t)row * sizeof(float));
+        for (int r = 0; r < reps; r++) {
+            const double t0 = now();
+            for (int64_t i = 0; i < nrows; i++) {
+                qfs_to_f32(QFS_DT_F16, h16 + i * row, rowbuf, row);
+                qfs_quantize_rows(QFS_TYPE_Q8_0, rowbuf, (unsigned char *)q + i * row, 1, row, NULL);
+            }
+            const double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("  %-22s %9.1f\n", "f16->Q8_0 per row", (double)n / best / 1e6);
+        free(rowbuf);
+    }
+    printf("(checksum %llu)\n", (unsigned long long)sum);
+    free(h16);
+    free(b16);
+    free(f);
+    free(q);
+    return 0;
+}
