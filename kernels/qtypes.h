@@ -28,7 +28,23 @@ enum qfs_type {
     QFS_TYPE_Q5_K = 13,
     QFS_TYPE_Q6_K = 14,
     QFS_TYPE_Q8_K = 15,
+    QFS_TYPE_IQ2_XXS = 16,
+    QFS_TYPE_IQ2_XS = 17,
+    QFS_TYPE_IQ3_XXS = 18,
+    QFS_TYPE_IQ1_S = 19,
+    QFS_TYPE_IQ4_NL = 20,
+    QFS_TYPE_IQ3_S = 21,
+    QFS_TYPE_IQ2_S = 22,
+    QFS_TYPE_IQ4_XS = 23,
+    /* 24-28: I8, I16, I32, I64, F64 (not quant types) */
+    QFS_TYPE_IQ1_M = 29,
     QFS_TYPE_BF16 = 30,
+    /* 31-33: removed Q4_0_4_4 / Q4_0_4_8 / Q4_0_8_8 in ggml */
+    QFS_TYPE_TQ1_0 = 34,
+    QFS_TYPE_TQ2_0 = 35,
+    /* 36-40: removed IQ4_NL_4_4.. / MXFP4 / NVFP4 (not written by quantfs) */
+    QFS_TYPE_Q1_0 = 41,
+    QFS_TYPE_Q2_0 = 42,
     QFS_TYPE_COUNT = 64, /* upper bound of the id space we index by */
 };
 
