@@ -12,10 +12,20 @@
  * Files are written to a unique temp name in the same directory (O_EXCL), fsynced and
  * renamed, so a reader sees a whole entry or none.  Every load verifies all of the above.
  *
+ * Write-behind: a filled entry is published (READY, waiters woken) before it is written.
+ * The write then goes to a FIFO served by WRITERS background threads (started on the
+ * first write, so a fork after open, as fuse_daemonize does, is safe).  A queued entry
+ * holds one reference (the writer's) until its file is renamed into place, so it cannot
+ * be evicted, and a later get in this process finds it in memory, never half on disk.
+ * The queue is bounded in bytes (min(WQ_MAX, mem_max / 2): queued bytes are memory cache
+ * bytes that cannot be evicted); an entry that does not fit is written by the filling
+ * thread itself after publication (backpressure).  qfs_cache_close drains the queue.
+ *
  * Entry life: FILLING (in the table, owned by the filling thread, waiters sleep on
  * `done`) -> READY (in the table; on the LRU list while refs == 0) or FAILED (already
  * out of the table; freed by whoever drops the last ref).  Memory-bound eviction only
- * takes READY entries with refs == 0, i.e. those on the LRU list. */
+ * takes READY entries with refs == 0, i.e. those on the LRU list; an entry waiting for
+ * its disk write holds the writer's reference, so it is never evicted before that. */
 #include "cache/cache.h"
 
 #include "util/log.h"
@@ -24,6 +34,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,6 +49,8 @@
 #define DISK_VERSION 1u
 #define DISK_HDR 40
 #define HEX_KEY 32
+#define WRITERS 2                   /* background disk writer threads */
+#define WQ_MAX (256ull << 20)       /* queued write-behind bytes, at most */
 
 enum entry_state { E_FILLING, E_READY, E_FAILED };
 
@@ -50,6 +63,7 @@ struct centry {
     uint64_t refs;
     enum entry_state state;
     int err;                     /* FAILED: the negative errno given to waiters */
+    struct centry *wnext;        /* write queue link, while queued for the disk */
     pthread_cond_t done;         /* broadcast when state leaves E_FILLING */
 };
 
@@ -58,7 +72,8 @@ struct qfs_cache {
     uint64_t mem_max; /* immutable after open */
 
     /* lock protects: buckets/nbuckets/count, the LRU list (lru_head/lru_tail), every
-     * entry's hnext/lprev/lnext/refs/state/err/pub.data, and st.  It is a leaf lock:
+     * entry's hnext/lprev/lnext/wnext/refs/state/err/pub.data, st, and the write queue
+     * below.  It is a leaf lock:
      * never held while filling, during disk I/O, or while logging.  Entries' `done`
      * condition variables are waited on with this lock. */
     pthread_mutex_t lock;
@@ -66,6 +81,19 @@ struct qfs_cache {
     size_t nbuckets, count;
     struct centry *lru_head, *lru_tail; /* head = most recently put */
     struct qfs_cache_stats st;
+
+    /* Write-behind queue, also under lock: entries queued (wq_head..wq_tail, linked by
+     * wnext) or being written; wq_pending counts both, st.write_queue_bytes their bytes.
+     * Each holds a reference dropped by the writer once the file is in place. */
+    uint64_t wq_max; /* immutable after open */
+    struct centry *wq_head, *wq_tail;
+    uint64_t wq_pending;
+    pthread_cond_t wq_work; /* queue not empty, or stopping */
+    pthread_cond_t wq_idle; /* wq_pending reached 0 */
+    bool wq_stop;
+    int nwriters;           /* threads started (lazily, on the first queued write) */
+    bool writers_failed;    /* pthread_create failed: every write is synchronous */
+    pthread_t writers[WRITERS];
 
     atomic_bool disk_warned;    /* one warning for disk write/read failures */
     atomic_uint_fast64_t tmp_seq; /* unique temp names within this process */
@@ -184,6 +212,15 @@ static void free_victims(struct centry *v)
         entry_free(v);
         v = next;
     }
+}
+
+/* Drop one reference of a READY entry; returns eviction victims (see evict_locked). */
+static struct centry *unref_locked(struct qfs_cache *c, struct centry *e)
+{
+    if (--e->refs != 0)
+        return NULL;
+    lru_push(c, e);
+    return evict_locked(c);
 }
 
 /* ---- disk store (no lock held) ---- */
@@ -481,6 +518,85 @@ fail:
     return rc;
 }
 
+/* ---- write-behind ---- */
+
+/* Writer thread: takes queued entries in order, writes each, drops its reference.
+ * Exits once stopping and the queue is empty, so close drains every queued write. */
+static void *writer_main(void *arg)
+{
+    struct qfs_cache *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->wq_head && !c->wq_stop)
+            pthread_cond_wait(&c->wq_work, &c->lock);
+        struct centry *e = c->wq_head;
+        if (!e)
+            break;
+        c->wq_head = e->wnext;
+        if (!c->wq_head)
+            c->wq_tail = NULL;
+        e->wnext = NULL;
+        pthread_mutex_unlock(&c->lock);
+
+        /* e is READY and referenced: its bytes are immutable and stay allocated. */
+        int rc = disk_store(c, &e->key, e->pub.data, e->pub.len);
+
+        pthread_mutex_lock(&c->lock);
+        if (rc < 0)
+            c->st.disk_errors++;
+        else
+            c->st.disk_writes++;
+        c->st.write_queue_bytes -= e->pub.len;
+        if (--c->wq_pending == 0)
+            pthread_cond_broadcast(&c->wq_idle);
+        struct centry *victims = unref_locked(c, e);
+        if (victims) {
+            pthread_mutex_unlock(&c->lock);
+            free_victims(victims);
+            pthread_mutex_lock(&c->lock);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* Start the writer threads with every signal blocked (signals belong to the threads
+ * that serve requests).  Caller holds c->lock.  false: none could be started. */
+static bool start_writers_locked(struct qfs_cache *c)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (c->nwriters < WRITERS &&
+           pthread_create(&c->writers[c->nwriters], NULL, writer_main, c) == 0)
+        c->nwriters++;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (c->nwriters == 0)
+        c->writers_failed = true;
+    return c->nwriters > 0;
+}
+
+/* Queue the READY entry e for writing if the queue has room: takes a reference for
+ * the writer.  Caller holds c->lock.  false: the caller writes it itself. */
+static bool queue_write_locked(struct qfs_cache *c, struct centry *e)
+{
+    if (c->writers_failed || c->wq_stop || e->pub.len > c->wq_max - c->st.write_queue_bytes)
+        return false;
+    if (c->nwriters == 0 && !start_writers_locked(c))
+        return false;
+    e->refs++;
+    e->wnext = NULL;
+    if (c->wq_tail)
+        c->wq_tail->wnext = e;
+    else
+        c->wq_head = e;
+    c->wq_tail = e;
+    c->wq_pending++;
+    c->st.write_queue_bytes += e->pub.len;
+    pthread_cond_signal(&c->wq_work);
+    return true;
+}
+
 /* ---- public API ---- */
 
 int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
@@ -490,6 +606,7 @@ int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
     if (!c)
         return -ENOMEM;
     c->mem_max = mem_max;
+    c->wq_max = mem_max / 2 < WQ_MAX ? mem_max / 2 : WQ_MAX;
     c->nbuckets = 64;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     if (!c->buckets)
@@ -516,8 +633,16 @@ int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
     }
     if ((rc = -pthread_mutex_init(&c->lock, NULL)) < 0)
         goto fail;
+    if ((rc = -pthread_cond_init(&c->wq_work, NULL)) < 0)
+        goto fail_lock;
+    if ((rc = -pthread_cond_init(&c->wq_idle, NULL)) < 0)
+        goto fail_work;
     *out = c;
     return 0;
+fail_work:
+    pthread_cond_destroy(&c->wq_work);
+fail_lock:
+    pthread_mutex_destroy(&c->lock);
 fail:
     free(c->root);
     free(c->buckets);
@@ -525,11 +650,28 @@ fail:
     return rc;
 }
 
-/* Frees every entry.  All gets must have returned and all entries been put. */
+void qfs_cache_flush(struct qfs_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    while (c->wq_pending)
+        pthread_cond_wait(&c->wq_idle, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Writes every queued entry, stops the writers, frees every entry.  All gets must have
+ * returned and all entries been put. */
 void qfs_cache_close(struct qfs_cache *c)
 {
     if (!c)
         return;
+    pthread_mutex_lock(&c->lock);
+    c->wq_stop = true;
+    pthread_cond_broadcast(&c->wq_work);
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < c->nwriters; i++)
+        pthread_join(c->writers[i], NULL);
     uint64_t busy = 0;
     for (size_t i = 0; i < c->nbuckets; i++) {
         struct centry *e = c->buckets[i], *next;
@@ -541,6 +683,8 @@ void qfs_cache_close(struct qfs_cache *c)
     }
     if (busy)
         qfs_warn("cache: closed with %" PRIu64 " entries still in use", busy);
+    pthread_cond_destroy(&c->wq_idle);
+    pthread_cond_destroy(&c->wq_work);
     pthread_mutex_destroy(&c->lock);
     free(c->buckets);
     free(c->root);
@@ -636,8 +780,6 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
             rc = fill(arg, buf, len);
             if (rc > 0)
                 rc = -rc;
-            if (rc == 0 && c->root && disk_store(c, key, buf, len) < 0)
-                dc.errors++;
         }
     }
 
@@ -647,12 +789,15 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
     c->st.disk_errors += dc.errors;
     c->st.corrupt_dropped += dc.corrupt;
     struct centry *victims = NULL;
+    bool write_here = false;
     if (rc == 0) {
         e->pub.data = buf;
         e->state = E_READY;
         c->st.mem_bytes += len;
         c->st.mem_entries++;
         victims = evict_locked(c); /* e is in use, never a victim */
+        /* Published first; the disk entry is written behind, or below if no room. */
+        write_here = filled && c->root && !queue_write_locked(c, e);
     } else {
         table_remove(c, e);
         e->state = E_FAILED;
@@ -668,6 +813,16 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
             entry_free(e);
         return rc;
     }
+    if (write_here) { /* backpressure: this thread's reference keeps e in memory */
+        int wrc = disk_store(c, key, buf, len);
+        pthread_mutex_lock(&c->lock);
+        c->st.disk_writes_sync++;
+        if (wrc < 0)
+            c->st.disk_errors++;
+        else
+            c->st.disk_writes++;
+        pthread_mutex_unlock(&c->lock);
+    }
     *out = &e->pub;
     if (outcome)
         *outcome = from_disk ? 1 : 2;
@@ -681,11 +836,7 @@ void qfs_cache_put(struct qfs_cache *c, const struct qfs_cache_entry *pe)
         return;
     struct centry *e = (struct centry *)(void *)pe;
     pthread_mutex_lock(&c->lock);
-    struct centry *victims = NULL;
-    if (--e->refs == 0) {
-        lru_push(c, e);
-        victims = evict_locked(c);
-    }
+    struct centry *victims = unref_locked(c, e);
     pthread_mutex_unlock(&c->lock);
     free_victims(victims);
 }

@@ -5,9 +5,13 @@
  *     1. memory hit            -> entry (refcount +1)
  *     2. another thread filling -> wait on that key only, then as 1
  *     3. disk hit, verifies    -> loaded into memory -> entry
- *     4. otherwise this thread fills (no lock held while filling), writes the
- *        disk entry atomically (tmp + fsync + rename), publishes, wakes waiters.
+ *     4. otherwise this thread fills (no lock held while filling), publishes the
+ *        entry, wakes waiters, and then the disk entry is written atomically (tmp +
+ *        fsync + rename) behind: by a background writer thread that holds a reference
+ *        until the file is in place (so it is not evicted first), or, when more than
+ *        min(256 MiB, mem_max / 2) is already queued, by this thread before it returns.
  *   qfs_cache_put(entry) when done with the bytes.
+ * qfs_cache_flush waits for every queued write; qfs_cache_close drains the queue first.
  * Disk entries carry a header (magic, version, key, length, XXH3-64 of the payload) and
  * are verified on every load; a bad one is deleted, logged, and recomputed. */
 #ifndef QFS_CACHE_H
@@ -33,13 +37,19 @@ typedef int (*qfs_cache_fill_fn)(void *arg, uint8_t *dst, uint64_t len);
 struct qfs_cache_stats {
     uint64_t mem_hits, disk_hits, fills, waits, disk_errors, corrupt_dropped;
     uint64_t mem_bytes, mem_entries;
+    uint64_t disk_writes;       /* entries written to disk */
+    uint64_t disk_writes_sync;  /* of the attempts, made by the filling thread (queue full) */
+    uint64_t write_queue_bytes; /* bytes queued or being written behind, now */
 };
 
 /* dir: on-disk store (created 0700 if missing) or NULL for memory only.
  * mem_max: bytes of memory cache (entries in use are never dropped).
  * 0 or negative errno. */
 int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out);
+/* Writes every queued entry, then frees the cache.  NULL is a no-op. */
 void qfs_cache_close(struct qfs_cache *c);
+/* Returns once every disk write queued so far has finished.  NULL is a no-op. */
+void qfs_cache_flush(struct qfs_cache *c);
 
 /* outcome (may be NULL): 0 memory hit, 1 disk hit, 2 filled here, 3 waited for another. */
 int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t len,

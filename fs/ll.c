@@ -239,7 +239,8 @@ static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, of
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    struct qfs_read_ctx ctx = {.cache = ll_of(req)->cache, .stats = n->stats};
+    struct qfs_read_ctx ctx = {.cache = ll_of(req)->cache, .stats = n->stats,
+                               .prefetch = ll_of(req)->prefetch};
     ssize_t got = qfs_read_vfile(&ctx, vf, (uint64_t)off, size, buf);
     if (got < 0)
         fuse_reply_err(req, (int)-got);

@@ -8,6 +8,7 @@
 struct fuse_lowlevel_ops;
 struct qfs_ns;
 struct qfs_cache;
+struct qfs_prefetch;
 
 #define QFS_LL_TIMEOUT 86400.0 /* entry/attr timeout: the namespace never changes */
 
@@ -15,6 +16,7 @@ struct qfs_cache;
 struct qfs_ll {
     struct qfs_ns *ns;
     struct qfs_cache *cache;
+    struct qfs_prefetch *prefetch; /* NULL: prefetch disabled */
     struct qfs_status_info info;
     unsigned max_read;
 };

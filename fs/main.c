@@ -15,6 +15,7 @@
 #include "ll.h"
 #include "namespace.h"
 #include "options.h"
+#include "prefetch.h"
 
 #ifndef QFS_VERSION
 #define QFS_VERSION "unknown"
@@ -124,6 +125,16 @@ int main(int argc, char **argv)
     if (fuse_daemonize(o.foreground) != 0)
         goto out_unmount;
 
+    /* Threads only after the fork of fuse_daemonize.  Without them reads still work. */
+    unsigned pf_threads = o.prefetch_threads < 0 ? qfs_prefetch_default_threads()
+                                                 : (unsigned)o.prefetch_threads;
+    unsigned pf_window = o.prefetch_window < 0 ? 2 * pf_threads : (unsigned)o.prefetch_window;
+    rc = qfs_prefetch_start(cache, pf_threads, pf_window, &ll.prefetch);
+    if (rc < 0)
+        qfs_warn("prefetch disabled: %s", strerror(-rc));
+    if (ll.prefetch)
+        qfs_info("prefetch: %u threads, %u chunks ahead", pf_threads, pf_window);
+
     qfs_info("serving %s on %s (%s)", ns->source, ll.info.mountpoint,
              o.single_thread ? "single-threaded" : "multi-threaded");
     if (o.single_thread) {
@@ -146,6 +157,9 @@ int main(int argc, char **argv)
 
     fuse_loop_cfg_destroy(lcfg);
 out_unmount:
+    /* No request runs any more: stop the jobs before the cache and namespace go. */
+    qfs_prefetch_stop(ll.prefetch);
+    ll.prefetch = NULL;
     fuse_session_unmount(se);
 out_signals:
     fuse_remove_signal_handlers(se);

@@ -38,6 +38,10 @@ void qfs_opts_usage(const char *prog)
            "     cache_mem=SIZE  memory cache size, K/M/G suffixes (default 1G)\n"
            "     threads=N       maximum idle threads of the request loop\n"
            "     max_read=N      largest read request in bytes (default %u)\n"
+           "     prefetch=N      chunks quantized ahead of a sequential reader, within\n"
+           "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
+           "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
+           "                     0 disables prefetch)\n"
            "     allow_other, allow_root, auto_unmount, default_permissions, fsname=,\n"
            "     and the other FUSE mount options are passed to FUSE\n",
            prog, QFS_DEFAULT_MAX_READ);
@@ -142,6 +146,20 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->threads = (unsigned)v;
             }
+        } else if (!strncmp(t, "prefetch_threads=", 17)) {
+            if (qfs_parse_size(t + 17, &v) < 0 || v > 1024 || strpbrk(t + 17, "kKmMgGtT")) {
+                fprintf(stderr, "quantfs: -o %s: expected a thread count from 0 to 1024\n", t);
+                rc = 2;
+            } else {
+                o->prefetch_threads = (int)v;
+            }
+        } else if (!strncmp(t, "prefetch=", 9)) {
+            if (qfs_parse_size(t + 9, &v) < 0 || v > 4096 || strpbrk(t + 9, "kKmMgGtT")) {
+                fprintf(stderr, "quantfs: -o %s: expected a chunk count from 0 to 4096\n", t);
+                rc = 2;
+            } else {
+                o->prefetch_window = (int)v;
+            }
         } else if (!strncmp(t, "max_read=", 9)) {
             if (qfs_parse_size(t + 9, &v) < 0 || v < 4096 || v > (64u << 20)) {
                 fprintf(stderr, "quantfs: -o %s: expected a size from 4K to 64M\n", t);
@@ -174,6 +192,8 @@ int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o)
     memset(o, 0, sizeof *o);
     o->cache_mem = 1ull << 30;
     o->max_read = QFS_DEFAULT_MAX_READ;
+    o->prefetch_threads = -1;
+    o->prefetch_window = -1;
     if (!acc)
         return 1;
     for (int i = 1; i < argc && !rc; i++) {

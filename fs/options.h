@@ -1,5 +1,6 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
- * Our -o options (cache=, cache_mem=, threads=) are consumed here; known FUSE mount
+ * Our -o options (cache=, cache_mem=, threads=, max_read=, prefetch=, prefetch_threads=)
+ * are consumed here; known FUSE mount
  * options are collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
 #define QFS_FS_OPTIONS_H
@@ -17,6 +18,8 @@ struct qfs_opts {
     uint64_t cache_mem;     /* bytes */
     unsigned threads;       /* max idle threads of the mt loop; 0 = libfuse default */
     unsigned max_read;      /* bytes, also passed as -o max_read */
+    int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
+    int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
     char **fuse_argv;
     int fuse_argc;

@@ -6,19 +6,48 @@
 #include "../cache/cache.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
+#include "prefetch.h"
 
 struct chunk_fill {
+    const struct qfs_vfile *vf;
     const struct qfs_vtensor *t;
     int64_t chunk;
+    struct qfs_read_stats *stats;  /* may be NULL */
+    struct qfs_prefetch *prefetch; /* a reader's fill: queue the next chunks; jobs: NULL */
 };
 
-/* Cache fill callback: quantize one chunk (no cache lock is held here). */
+/* Cache fill callback: quantize one chunk (no cache lock is held here).  A chunk is
+ * counted here, before the cache publishes it, so a reader woken by it (or a status
+ * read after that reader's reply) already sees the count. */
 static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
 {
     const struct chunk_fill *f = arg;
     if (len != qfs_vtensor_chunk_bytes(f->t, f->chunk))
         return -EINVAL;
-    return qfs_vtensor_produce(f->t, f->chunk, dst);
+    /* A reader about to quantize: the pool starts on the following chunks meanwhile. */
+    qfs_prefetch_after(f->prefetch, f->vf, f->t, f->chunk, f->stats);
+    int rc = qfs_vtensor_produce(f->t, f->chunk, dst);
+    if (rc == 0 && f->stats)
+        atomic_fetch_add_explicit(&f->stats->chunks_quantized, 1, memory_order_relaxed);
+    return rc;
+}
+
+int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stats,
+                            const struct qfs_vfile *vf, const struct qfs_vtensor *t,
+                            int64_t chunk)
+{
+    struct qfs_cache_key key;
+    int rc = qfs_vtensor_key(vf, t, chunk, &key);
+    if (rc < 0)
+        return rc;
+    struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = stats};
+    const struct qfs_cache_entry *e = NULL;
+    rc = qfs_cache_get(cache, &key, qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e,
+                       NULL);
+    if (rc < 0)
+        return rc;
+    qfs_cache_put(cache, e);
+    return 0;
 }
 
 /* First tensor whose end lies past pos (tensors are sorted by offset), or NULL. */
@@ -45,7 +74,8 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     int rc = qfs_vtensor_key(vf, t, chunk, &key);
     if (rc < 0)
         return rc;
-    struct chunk_fill f = {.t = t, .chunk = chunk};
+    struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = ctx->stats,
+                           .prefetch = ctx->prefetch};
     uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
     const struct qfs_cache_entry *e = NULL;
     int outcome = -1;
@@ -64,12 +94,12 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     }
     memcpy(dst, e->data + skip, n);
     qfs_cache_put(ctx->cache, e);
-    if (ctx->stats) {
-        if (outcome == 2)
-            atomic_fetch_add_explicit(&ctx->stats->chunks_quantized, 1, memory_order_relaxed);
-        else
-            atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
-    }
+    /* Outcome 2 (filled here) was counted, and prefetch queued, by fill_chunk.  Waiting
+     * for a fill, or entering a cached chunk at its start, keeps the window moving. */
+    if (outcome == 3 || (outcome != 2 && skip == 0))
+        qfs_prefetch_after(ctx->prefetch, vf, t, chunk, ctx->stats);
+    if (ctx->stats && outcome != 2)
+        atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
     return 0;
 }
 

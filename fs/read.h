@@ -4,6 +4,10 @@
  *   tensor t: [offset, +nbytes)   row chunks, each fetched through the chunk cache
  *   everything else               zeros (alignment padding between tensors, tail)
  *
+ * A read that quantizes a chunk (or waits for one being quantized, or enters a cached
+ * chunk at its start) queues the next chunks of the same tensor on the prefetch pool
+ * (prefetch.h), if the context has one.
+ *
  * No FUSE here: a test can call qfs_read_vfile on a model and a memory-only cache. */
 #ifndef QFS_FS_READ_H
 #define QFS_FS_READ_H
@@ -14,19 +18,24 @@
 #include <sys/types.h>
 
 struct qfs_cache;
+struct qfs_prefetch;
 struct qfs_vfile;
+struct qfs_vtensor;
 
 /* Per virtual file, shared by every reader thread; relaxed atomics (statistics only). */
 struct qfs_read_stats {
-    _Atomic uint64_t chunks_quantized; /* chunks produced by this process (cache outcome 2) */
-    _Atomic uint64_t cache_hits;       /* memory, disk or waited-for chunks (outcomes 0, 1, 3) */
+    _Atomic uint64_t chunks_quantized; /* chunks produced by this process, by a read or a
+                                          prefetch job (counted before publication) */
+    _Atomic uint64_t cache_hits;       /* reads' memory, disk or waited-for chunks (outcomes
+                                          0, 1, 3); prefetch jobs count none */
     _Atomic uint64_t bytes_served;
     _Atomic uint64_t reads;
 };
 
 struct qfs_read_ctx {
-    struct qfs_cache *cache;      /* never NULL */
-    struct qfs_read_stats *stats; /* may be NULL */
+    struct qfs_cache *cache;       /* never NULL */
+    struct qfs_read_stats *stats;  /* may be NULL */
+    struct qfs_prefetch *prefetch; /* may be NULL: no prefetch */
 };
 
 /* Copy bytes [off, off+len) of vf into buf, clamped at EOF.  Returns the number of
@@ -34,6 +43,12 @@ struct qfs_read_ctx {
  * on error nothing useful is in buf. */
 ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf,
                        uint64_t off, size_t len, uint8_t *buf);
+
+/* A prefetch job: make chunk `chunk` of t present in the cache (fill it if needed,
+ * counting chunks_quantized on stats, which may be NULL).  0 or negative errno. */
+int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stats,
+                            const struct qfs_vfile *vf, const struct qfs_vtensor *t,
+                            int64_t chunk);
 
 /* Total row chunks of vf (for the status file).  Cannot fail. */
 uint64_t qfs_vfile_chunks_total(const struct qfs_vfile *vf);

@@ -1,5 +1,6 @@
 /* Tests for cache/: key derivation, hits, single flight, memory bound, disk store
- * (reload, corruption, truncation, wrong length), unwritable stores, failing fills. */
+ * (reload, corruption, truncation, wrong length), unwritable stores, failing fills,
+ * write-behind (drained by close, bounded queue, synchronous when full). */
 #include "cache/cache.h"
 
 #include <dirent.h>
@@ -514,6 +515,7 @@ static void test_disk(void)
         fa[i] = (struct fillarg){.seed = 100 + (uint32_t)i};
         CHECK(qfs_cache_get(c, &k[i], lens[i], fill_fn, &fa[i], &e, &oc) == 0 && oc == 2);
         qfs_cache_put(c, e);
+        qfs_cache_flush(c); /* written behind: on disk once flushed */
         char *p = entry_file(dir, &k[i]);
         CHECK(file_size(p) == 40 + (long)lens[i]);
         CHECK(siblings(p) == 1);
@@ -620,6 +622,7 @@ static void serve_without_disk(const char *dir, int expect_errors)
         CHECK(qfs_cache_get(c, &k2, 300, fill_fn, &fa, &e, &oc) == 0 && oc == 2);
         qfs_cache_put(c, e);
         CHECK(fa.calls == 2);
+        qfs_cache_flush(c);
         if (expect_errors)
             CHECK(stats(c).disk_errors >= 1);
         qfs_cache_close(c);
@@ -665,6 +668,7 @@ static void test_unwritable(void)
             CHECK(data_ok(e, 4, 100));
             qfs_cache_put(c, e);
         }
+        qfs_cache_flush(c);
         free(capture_stop());
         CHECK(stats(c).disk_errors == 3);
         qfs_cache_close(c);
@@ -691,6 +695,7 @@ static void test_unwritable(void)
         int oc;
         capture_start();
         CHECK(qfs_cache_get(c, &k, 5000, fill_fn, &fa, &e, &oc) == 0 && oc == 2);
+        qfs_cache_flush(c); /* the write behind must meet the limit too */
         free(capture_stop());
         setrlimit(RLIMIT_FSIZE, &old);
         signal(SIGXFSZ, SIG_DFL);
@@ -708,6 +713,128 @@ static void test_unwritable(void)
     free(file);
     free(dir);
     free(dir2);
+    free(top);
+}
+
+/* Write-behind: many threads fill many keys; close drains the queue, so afterwards every
+ * filled entry is a whole verified file, and a reopened cache serves all of them from
+ * disk.  The queue never holds more than its bound; with no room (mem_max 0) every write
+ * is made by the filling thread. */
+enum { WB_THREADS = 6, WB_KEYS = 48 };
+static const uint64_t wb_len = 64 * 1024;
+
+struct wb_thread {
+    struct qfs_cache *c;
+    struct fillarg *fa;
+    int idx, bad;
+    uint64_t max_queued;
+};
+
+static void *wb_main(void *p)
+{
+    struct wb_thread *t = p;
+    for (int j = 0; j < WB_KEYS; j++) {
+        int k = (j + t->idx * 7) % WB_KEYS;
+        struct qfs_cache_key key = make_key(9000 + (uint64_t)k);
+        const struct qfs_cache_entry *e;
+        if (qfs_cache_get(t->c, &key, wb_len, fill_fn, &t->fa[k], &e, NULL) != 0 ||
+            !data_ok(e, t->fa[k].seed, wb_len))
+            t->bad++;
+        else
+            qfs_cache_put(t->c, e);
+        uint64_t q = stats(t->c).write_queue_bytes;
+        if (q > t->max_queued)
+            t->max_queued = q;
+    }
+    return NULL;
+}
+
+static void write_behind_round(const char *dir, uint64_t mem_max)
+{
+    static struct fillarg fa[WB_KEYS];
+    for (int k = 0; k < WB_KEYS; k++)
+        fa[k] = (struct fillarg){.delay_us = 200, .seed = 900 + (uint32_t)k};
+    struct qfs_cache *c;
+    CHECK(qfs_cache_open(dir, mem_max, &c) == 0);
+    pthread_t th[WB_THREADS];
+    struct wb_thread t[WB_THREADS];
+    for (int i = 0; i < WB_THREADS; i++) {
+        t[i] = (struct wb_thread){c, fa, i, 0, 0};
+        pthread_create(&th[i], NULL, wb_main, &t[i]);
+    }
+    uint64_t bound = mem_max / 2 < (256ull << 20) ? mem_max / 2 : (256ull << 20);
+    for (int i = 0; i < WB_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(t[i].bad == 0);
+        CHECK(t[i].max_queued <= bound);
+    }
+    struct qfs_cache_stats s = stats(c);
+    for (int k = 0; k < WB_KEYS; k++)
+        CHECK(fa[k].calls == 1); /* queued entries stay in memory: never refilled */
+    CHECK(s.fills == WB_KEYS && s.disk_errors == 0);
+    if (mem_max == 0)
+        CHECK(s.disk_writes_sync == WB_KEYS && s.disk_writes == WB_KEYS);
+    qfs_cache_close(c); /* no flush: close must drain */
+
+    for (int k = 0; k < WB_KEYS; k++) {
+        struct qfs_cache_key key = make_key(9000 + (uint64_t)k);
+        char *path = entry_file(dir, &key);
+        CHECK(file_size(path) == 40 + (long)wb_len);
+        CHECK(siblings(path) >= 1);
+        free(path);
+    }
+    /* No temp file left anywhere in the store. */
+    char *cmd;
+    if (asprintf(&cmd, "find '%s' -name '.tmp.*' | grep -q .", dir) < 0)
+        abort();
+    CHECK(system(cmd) != 0);
+    free(cmd);
+
+    CHECK(qfs_cache_open(dir, 64 << 20, &c) == 0);
+    for (int k = 0; k < WB_KEYS; k++) {
+        struct qfs_cache_key key = make_key(9000 + (uint64_t)k);
+        const struct qfs_cache_entry *e;
+        int oc = -1;
+        CHECK(qfs_cache_get(c, &key, wb_len, fill_fn, &fa[k], &e, &oc) == 0 && oc == 1);
+        CHECK(data_ok(e, fa[k].seed, wb_len));
+        qfs_cache_put(c, e);
+        CHECK(fa[k].calls == 1);
+    }
+    s = stats(c);
+    CHECK(s.disk_hits == WB_KEYS && s.fills == 0 && s.corrupt_dropped == 0);
+    qfs_cache_close(c);
+}
+
+static void test_write_behind(void)
+{
+    char *top = make_tmpdir(), *d1, *d2, *d3;
+    if (asprintf(&d1, "%s/big", top) < 0 || asprintf(&d2, "%s/small", top) < 0 ||
+        asprintf(&d3, "%s/none", top) < 0)
+        abort();
+    write_behind_round(d1, 64 << 20);         /* everything fits the queue */
+    write_behind_round(d2, 4 * 64 * 1024);    /* queue of 2 entries: backpressure */
+    write_behind_round(d3, 0);                /* no queue: all synchronous */
+
+    /* Entries published before their write are pinned: with a memory bound below the
+     * queued bytes, nothing is lost or refilled, and the bound holds once written. */
+    struct qfs_cache *c;
+    CHECK(qfs_cache_open(d1, 1 << 20, &c) == 0);
+    struct fillarg fa = {.seed = 77};
+    for (uint64_t i = 0; i < 40; i++) {
+        struct qfs_cache_key k = make_key(9500 + i);
+        const struct qfs_cache_entry *e;
+        int oc;
+        CHECK(qfs_cache_get(c, &k, 100000, fill_fn, &fa, &e, &oc) == 0 && oc == 2);
+        qfs_cache_put(c, e);
+    }
+    qfs_cache_flush(c);
+    struct qfs_cache_stats s = stats(c);
+    CHECK(s.write_queue_bytes == 0 && s.disk_writes == 40 && s.mem_bytes <= 1 << 20);
+    qfs_cache_close(c);
+    rm_rf(top);
+    free(d1);
+    free(d2);
+    free(d3);
     free(top);
 }
 
@@ -772,6 +899,7 @@ int main(void)
         {"disk", test_disk},
         {"unwritable", test_unwritable},
         {"failing_fill", test_failing_fill},
+        {"write_behind", test_write_behind},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         int before = failures;

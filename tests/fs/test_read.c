@@ -1,6 +1,9 @@
 /* The FUSE-free front: build a namespace over a generated model, then check that
- * qfs_read_vfile gives the same bytes at any offset and length as one full read. */
+ * qfs_read_vfile gives the same bytes at any offset and length as one full read, and
+ * that with prefetch on, sequential and concurrent readers get the same bytes while
+ * every chunk is quantized exactly once and never one past the tensors read. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,7 @@
 #include "cache/cache.h"
 #include "codecs/vfile.h"
 #include "fs/namespace.h"
+#include "fs/prefetch.h"
 #include "fs/read.h"
 #include "fs/status.h"
 
@@ -76,6 +80,186 @@ static void check_file(struct qfs_cache *cache, const struct qfs_node *n)
     free(part);
 }
 
+static void reset_stats(struct qfs_read_stats *st)
+{
+    atomic_store(&st->chunks_quantized, 0);
+    atomic_store(&st->cache_hits, 0);
+    atomic_store(&st->bytes_served, 0);
+    atomic_store(&st->reads, 0);
+}
+
+/* Sequential reads of step bytes from off0 to the end (or to stop). */
+static int read_seq(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf, uint64_t off0,
+                    uint64_t stop, size_t step, uint8_t *out)
+{
+    for (uint64_t off = off0; off < stop; off += step) {
+        size_t n = stop - off < step ? (size_t)(stop - off) : step;
+        if (qfs_read_vfile(ctx, vf, off, n, out + off) != (ssize_t)n)
+            return -1;
+    }
+    return 0;
+}
+
+struct conc_reader {
+    struct qfs_read_ctx ctx;
+    const struct qfs_vfile *vf;
+    size_t step;
+    uint8_t *buf;
+    int rc;
+};
+
+static void *conc_main(void *p)
+{
+    struct conc_reader *r = p;
+    r->rc = read_seq(&r->ctx, r->vf, 0, r->vf->size, r->step, r->buf);
+    return NULL;
+}
+
+/* One virtual file with prefetch on against the bytes read without it. */
+static void check_prefetch_file(const struct qfs_node *n)
+{
+    const struct qfs_vfile *vf = n->vf;
+    uint64_t size = vf->size, total = qfs_vfile_chunks_total(vf);
+    uint8_t *ref = malloc(size), *got = malloc(size);
+    struct qfs_cache *c0 = NULL, *c1 = NULL;
+    struct qfs_prefetch *pf = NULL;
+    if (!ref || !got || qfs_cache_open(NULL, 256u << 20, &c0) < 0)
+        abort();
+    struct qfs_read_ctx ctx = {.cache = c0, .stats = n->stats};
+    reset_stats(n->stats);
+    CHECK(qfs_read_vfile(&ctx, vf, 0, size, ref) == (ssize_t)size, "%s: plain read", vf->name);
+    /* Chunks of equal content (e.g. norms of all ones) share a key: the distinct ones. */
+    uint64_t distinct = atomic_load(&n->stats->chunks_quantized);
+    CHECK(distinct > 0 && distinct <= total, "%s: plain read quantized %llu of %llu", vf->name,
+          (unsigned long long)distinct, (unsigned long long)total);
+    qfs_cache_close(c0);
+
+    /* 1. Sequential reader in readahead-sized steps, prefetch on. */
+    if (qfs_cache_open(NULL, 256u << 20, &c1) < 0 || qfs_prefetch_start(c1, 2, 4, &pf) < 0 || !pf)
+        abort();
+    reset_stats(n->stats);
+    ctx = (struct qfs_read_ctx){.cache = c1, .stats = n->stats, .prefetch = pf};
+    memset(got, 0xa5, size);
+    CHECK(read_seq(&ctx, vf, 0, size, 128 * 1024, got) == 0 && !memcmp(ref, got, size),
+          "%s: sequential read with prefetch differs", vf->name);
+    qfs_prefetch_wait_idle(pf);
+    struct qfs_cache_stats cs;
+    qfs_cache_get_stats(c1, &cs);
+    uint64_t q = atomic_load(&n->stats->chunks_quantized);
+    CHECK(q == distinct && cs.fills == distinct, "%s: %llu chunks, quantized %llu, fills %llu",
+          vf->name, (unsigned long long)distinct, (unsigned long long)q,
+          (unsigned long long)cs.fills);
+    struct qfs_prefetch_stats ps;
+    qfs_prefetch_get_stats(pf, &ps);
+    CHECK(ps.failed == 0, "%s: prefetch jobs failed", vf->name);
+    int multi = 0;
+    for (int i = 0; i < vf->n_tensors; i++)
+        multi += vf->tensors[i].n_chunks > 1;
+    if (multi)
+        CHECK(ps.queued > 0, "%s: nothing prefetched", vf->name);
+    qfs_prefetch_stop(pf);
+    qfs_cache_close(c1);
+
+    /* 2. The header and the first multi-chunk tensor: exactly its chunks, none of the
+     * next tensor's (prefetch never crosses a tensor). */
+    int ti = 0;
+    while (ti < vf->n_tensors && vf->tensors[ti].n_chunks < 2)
+        ti++;
+    if (ti < vf->n_tensors) {
+        const struct qfs_vtensor *t = &vf->tensors[ti];
+        uint64_t stop = t->offset + t->nbytes;
+        /* The same reads without prefetch give the expected count. */
+        if (qfs_cache_open(NULL, 256u << 20, &c0) < 0)
+            abort();
+        reset_stats(n->stats);
+        ctx = (struct qfs_read_ctx){.cache = c0, .stats = n->stats};
+        CHECK(read_seq(&ctx, vf, 0, stop, 64 * 1024, got) == 0, "%s: plain partial", vf->name);
+        uint64_t want = atomic_load(&n->stats->chunks_quantized);
+        CHECK(want >= (uint64_t)t->n_chunks, "%s: %s chunks", vf->name, t->name);
+        qfs_cache_close(c0);
+        if (qfs_cache_open(NULL, 256u << 20, &c1) < 0 || qfs_prefetch_start(c1, 2, 8, &pf) < 0)
+            abort();
+        reset_stats(n->stats);
+        ctx = (struct qfs_read_ctx){.cache = c1, .stats = n->stats, .prefetch = pf};
+        CHECK(read_seq(&ctx, vf, 0, stop, 64 * 1024, got) == 0 && !memcmp(ref, got, stop),
+              "%s: read up to %s", vf->name, t->name);
+        qfs_prefetch_wait_idle(pf);
+        q = atomic_load(&n->stats->chunks_quantized);
+        CHECK(q == want, "%s: up to %s: quantized %llu, want %llu", vf->name, t->name,
+              (unsigned long long)q, (unsigned long long)want);
+        qfs_prefetch_stop(pf);
+        qfs_cache_close(c1);
+    }
+
+    /* 3. Four concurrent sequential readers (different steps), prefetch on. */
+    enum { NR = 4 };
+    if (qfs_cache_open(NULL, 256u << 20, &c1) < 0 || qfs_prefetch_start(c1, 3, 6, &pf) < 0)
+        abort();
+    reset_stats(n->stats);
+    struct conc_reader r[NR];
+    pthread_t th[NR];
+    const size_t steps[NR] = {4096, 65536, 131072, 1 << 20};
+    for (int i = 0; i < NR; i++) {
+        r[i] = (struct conc_reader){{c1, n->stats, pf}, vf, steps[i], malloc(size), -1};
+        if (!r[i].buf)
+            abort();
+        pthread_create(&th[i], NULL, conc_main, &r[i]);
+    }
+    for (int i = 0; i < NR; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(r[i].rc == 0 && !memcmp(r[i].buf, ref, size), "%s: concurrent reader %d",
+              vf->name, i);
+        free(r[i].buf);
+    }
+    qfs_prefetch_wait_idle(pf);
+    q = atomic_load(&n->stats->chunks_quantized);
+    CHECK(q == distinct, "%s: concurrent: quantized %llu of %llu", vf->name,
+          (unsigned long long)q, (unsigned long long)distinct);
+    /* Stopping with work queued is clean: queued jobs are dropped. */
+    qfs_prefetch_after(pf, vf, &vf->tensors[0], 0, n->stats);
+    qfs_prefetch_stop(pf);
+    qfs_cache_close(c1);
+    reset_stats(n->stats);
+    free(ref);
+    free(got);
+}
+
+/* A model whose tensors span several 1 MiB chunks, read with prefetch on. */
+static void test_prefetch(const char *genmodel, const char *top)
+{
+    char cmd[8192], dir[2048];
+    snprintf(dir, sizeof dir, "%.2000s/pf", top);
+    mkdir(dir, 0755);
+    snprintf(cmd, sizeof cmd,
+             "'%s' --out '%s/m' --layers 1 --hidden 256 --heads 4 --kv-heads 2 --ff 1536 "
+             "--vocab 6000 --seed 5 >/dev/null", genmodel, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "FAIL: %s\n", cmd);
+        fails++;
+        return;
+    }
+    struct qfs_ns *ns = NULL;
+    int rc = qfs_ns_build(dir, &ns);
+    CHECK(rc == 0, "prefetch model: qfs_ns_build: %s", strerror(-rc));
+    if (rc)
+        return;
+    const struct qfs_node *root = qfs_ns_node(ns, 1), *m = NULL;
+    CHECK(qfs_ns_lookup(ns, root, "m", &m) == 0 && m->model, "prefetch model: lookup m");
+    int nv = 0, multi = 0;
+    for (uint32_t i = 0; m && i < m->n_children; i++) {
+        const struct qfs_node *n = &ns->nodes[m->first_child + i];
+        if (n->kind != QFS_NODE_VFILE)
+            continue;
+        for (int j = 0; j < n->vf->n_tensors; j++)
+            multi += n->vf->tensors[j].n_chunks > 1;
+        check_prefetch_file(n);
+        nv++;
+    }
+    CHECK(nv > 0 && multi > 0, "prefetch model: %d files, %d multi-chunk tensors", nv, multi);
+    printf("%d virtual files checked with prefetch (%d multi-chunk tensors)\n", nv, multi);
+    qfs_ns_destroy(ns);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -135,6 +319,7 @@ int main(int argc, char **argv)
     CHECK(text && strstr(text, "\"chunks_quantized\""), "status content");
     free(text);
     printf("%d virtual files checked\n", nv);
+    test_prefetch(argv[1], tmpl);
 out:
     qfs_cache_close(cache);
     qfs_ns_destroy(ns);
