@@ -9,24 +9,7 @@
 #include <string.h>
 
 #include "../util/log.h"
-
-/* One row per output type.  converter: the file convert_hf_to_gguf.py writes with that
- * --outtype; otherwise what llama-quantize writes from the converter's F16 file. */
-struct gguf_mix {
-    const char *name;
-    uint32_t file_type; /* general.file_type (llama_ftype) */
-    enum qfs_type base;
-    int converter;
-};
-
-static const struct gguf_mix mixes[] = {
-    {"F32", 0, QFS_TYPE_F32, 1},   {"F16", 1, QFS_TYPE_F16, 1},   {"BF16", 32, QFS_TYPE_BF16, 1},
-    {"Q8_0", 7, QFS_TYPE_Q8_0, 0}, {"Q4_0", 2, QFS_TYPE_Q4_0, 0}, {"Q4_1", 3, QFS_TYPE_Q4_1, 0},
-    {"Q5_0", 8, QFS_TYPE_Q5_0, 0}, {"Q5_1", 9, QFS_TYPE_Q5_1, 0},
-};
-
-const char *const qfs_gguf_types[] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"};
-const int qfs_gguf_n_types = (int)(sizeof mixes / sizeof mixes[0]);
+#include "gguf_plan.h"
 
 /* Output chunks of about this many bytes: big enough to amortize a cache entry, small
  * enough that a reader touching one page waits little.  Part of the chunk keys. */
@@ -97,33 +80,6 @@ static int ends_with(const char *s, const char *suf)
     return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-/* llama-quantize's choice for one tensor of the converter's F16 file (the mixes of this
- * table only; the K-quant mixes add their rules here). */
-static enum qfs_type quantize_type(const struct gguf_mix *mix, const struct qfs_vtensor *t, int has_output)
-{
-    if (t->n_dims < 2 || !ends_with(t->name, "weight"))
-        return QFS_TYPE_F32; /* 1-D tensors are F32 in the F16 file and are copied */
-    enum qfs_type type = mix->base;
-    const int64_t nx = t->ne[0];
-    if (strcmp(t->name, "output.weight") == 0 ||
-        (!has_output && strcmp(t->name, "token_embd.weight") == 0)) {
-        if (nx % qfs_type_info(type)->blck != 0)
-            type = QFS_TYPE_Q8_0;
-        else if (type != QFS_TYPE_Q8_0)
-            type = QFS_TYPE_Q6_K;
-    }
-    if (nx % qfs_type_info(type)->blck != 0) {
-        /* llama-quantize's fallback for rows not divisible by the block size: 256-block
-         * types step down to a 32-block type, 32-block types (and a fallback that still
-         * does not fit) become F16 */
-        if (type == QFS_TYPE_Q6_K)
-            type = QFS_TYPE_Q8_0;
-        if (nx % qfs_type_info(type)->blck != 0)
-            type = QFS_TYPE_F16;
-    }
-    return type;
-}
-
 static int block_of(const char *name)
 {
     if (strncmp(name, "blk.", 4) != 0)
@@ -152,10 +108,7 @@ static void put_u64(uint8_t **p, uint64_t v) { put(p, &v, 8); }
 
 int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_vfile **out)
 {
-    const struct gguf_mix *mix = NULL;
-    for (size_t i = 0; i < sizeof mixes / sizeof mixes[0]; i++)
-        if (strcmp(mixes[i].name, type_name) == 0)
-            mix = &mixes[i];
+    const struct qfs_gguf_mix *mix = qfs_gguf_mix_find(type_name);
     if (!mix)
         return -EINVAL;
 
@@ -175,7 +128,6 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
 
     const struct qfs_hf_config *c = &m->cfg;
     const int permute = c->arch == QFS_ARCH_LLAMA || c->arch == QFS_ARCH_MISTRAL;
-    int has_output = 0;
     for (int i = 0; i < m->st->n_tensors; i++) {
         const struct qfs_st_tensor *s = &m->st->tensors[i];
         int skip;
@@ -203,8 +155,6 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         for (int d = 1; d < 4; d++)
             t->nrows *= t->ne[d];
         t->row_elems = t->ne[0];
-        if (strcmp(name, "output.weight") == 0)
-            has_output = 1;
         if (permute && (ends_with(name, "attn_q.weight") || ends_with(name, "attn_k.weight"))) {
             t->xform = QFS_XF_PERMUTE_QK;
             t->xform_heads = ends_with(name, "attn_q.weight") ? c->n_heads : c->n_kv_heads;
@@ -221,17 +171,23 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         }
     }
 
-    /* Types: the converter's, then llama-quantize's plan on top of the F16 file. */
-    for (int i = 0; i < vf->n_tensors; i++) {
-        struct qfs_vtensor *t = &vf->tensors[i];
-        if (mix->converter) {
-            t->type = t->n_dims <= 1 ? QFS_TYPE_F32 : mix->base;
-            continue;
-        }
-        t->type = quantize_type(mix, t, has_output);
-    }
+    /* Types: the converter's, or llama-quantize's plan over the converter's F16 file in
+     * llama-quantize's tensor order. */
     if (!mix->converter)
         qsort(vf->tensors, (size_t)vf->n_tensors, sizeof *vf->tensors, cmp_quant_order);
+    const struct qfs_plan_model pm = {
+        .n_layers = c->n_layers,
+        .n_head = c->n_heads,
+        .n_head_kv = c->n_kv_heads,
+        .is_70b = permute && c->n_layers == 80 && c->n_heads != c->n_kv_heads,
+        .has_imatrix = false,
+    };
+    const char *why = NULL;
+    if ((rc = qfs_gguf_plan(mix, &pm, vf->tensors, vf->n_tensors, &why)) < 0) {
+        qfs_info("%s: not offering %s: %s (llama-quantize refuses it too)", m->dir, mix->name,
+                 why ? why : strerror(-rc));
+        goto fail;
+    }
 
     kv = qfs_kvs_dup(m->kv);
     if (!kv)

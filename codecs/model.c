@@ -9,6 +9,7 @@
 
 #include "../util/log.h"
 #include "gguf_file.h"
+#include "gguf_plan.h"
 
 void qfs_model_close(struct qfs_model *m)
 {
@@ -73,12 +74,14 @@ int qfs_model_open(const char *dir, const char *root, struct qfs_model **out)
     if ((rc = qfs_gguf_base_metadata(m)) < 0)
         goto fail;
     rc = -ENOMEM;
-    m->files = calloc((size_t)qfs_gguf_n_types, sizeof *m->files);
+    m->files = calloc((size_t)qfs_gguf_n_mixes, sizeof *m->files);
     if (!m->files)
         goto fail;
-    for (int i = 0; i < qfs_gguf_n_types; i++) {
+    for (int i = 0; i < qfs_gguf_n_mixes; i++) {
         struct qfs_vfile *vf;
-        rc = qfs_gguf_build(m, qfs_gguf_types[i], &vf);
+        if (qfs_gguf_mixes[i].imatrix_only)
+            continue; /* offered with an importance matrix only */
+        rc = qfs_gguf_build(m, qfs_gguf_mixes[i].name, &vf);
         if (rc == -ENOTSUP)
             continue; /* this type only; logged */
         if (rc < 0)

@@ -16,15 +16,11 @@ struct qfs_model {
     struct qfs_hf_config cfg;
     struct qfs_st_model *st;
     struct qfs_kvs *kv;        /* converter metadata shared by every output type */
-    struct qfs_vfile **files;  /* one per offered output, in qfs_gguf_types order */
+    struct qfs_vfile **files;  /* one per offered output, in qfs_gguf_mixes order */
     int n_files;
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     int64_t n_params;          /* elements of all GGUF tensors (size label) */
 };
-
-/* Output types offered for every model, in listing order ("F32", "F16", "BF16", "Q8_0", ...). */
-extern const char *const qfs_gguf_types[];
-extern const int qfs_gguf_n_types;
 
 /* root: the source tree; model files whose real path leaves it are refused (NULL: no check).
  * 0 or negative errno (the reason was logged, naming the file). */
