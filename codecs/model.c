@@ -25,13 +25,15 @@ void qfs_model_close(struct qfs_model *m)
     qfs_kvs_free(m->kv);
     qfs_st_close(m->st);
     qfs_hf_config_free(&m->cfg);
+    free(m->imatrix_path);
     free(m->dir);
     free(m->name);
     free(m);
 }
 
-int qfs_model_open(const char *dir, const char *root, struct qfs_model **out)
+int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out)
 {
+    const char *root = o ? o->root : NULL;
     int rc = -ENOMEM;
     struct qfs_model *m = calloc(1, sizeof *m);
     if (!m)

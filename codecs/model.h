@@ -20,11 +20,19 @@ struct qfs_model {
     int n_files;
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     int64_t n_params;          /* elements of all GGUF tensors (size label) */
+    char *imatrix_path;        /* the importance matrix in use, or NULL */
 };
 
-/* root: the source tree; model files whose real path leaves it are refused (NULL: no check).
+struct qfs_model_opts {
+    const char *root;    /* the source tree: model files whose real path leaves it are refused
+                          * (NULL: no check) */
+    const char *imatrix; /* importance matrix file; NULL: dir/imatrix.gguf or dir/imatrix.dat
+                          * when present */
+};
+
+/* o may be NULL (no root check, default imatrix lookup).
  * 0 or negative errno (the reason was logged, naming the file). */
-int qfs_model_open(const char *dir, const char *root, struct qfs_model **out);
+int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);
 /* Lookup by virtual file name; NULL when absent. */
 const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name);

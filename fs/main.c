@@ -97,7 +97,8 @@ int main(int argc, char **argv)
     if (absolutize(&o.cache_dir) < 0)
         goto out_opts;
     mnt_real = realpath(o.mountpoint, NULL);
-    if (qfs_ns_build(o.source, &ns) < 0)
+    const struct qfs_ns_opts nso = {.imatrix = o.imatrix, .n_imatrix = o.n_imatrix};
+    if (qfs_ns_build(o.source, &nso, &ns) < 0)
         goto out_opts;
     rc = qfs_cache_open(o.cache_dir, o.cache_mem, &cache);
     if (rc < 0) {

@@ -46,7 +46,22 @@ struct builder {
     uint32_t dcap;
     int root_kind;      /* 0 directory of entries, 1 model, 2 failed model (plain tree) */
     int models_cap, skips_cap;
+    const struct qfs_ns_opts *opts; /* may be NULL */
 };
+
+/* The -o imatrix=MODEL=FILE given for the model directory named `name`, or NULL. */
+static const char *imatrix_for(const struct builder *b, const char *name)
+{
+    if (!b->opts)
+        return NULL;
+    size_t n = strlen(name);
+    for (int i = 0; i < b->opts->n_imatrix; i++) {
+        const char *e = b->opts->imatrix[i];
+        if (strncmp(e, name, n) == 0 && e[n] == '=')
+            return e + n + 1;
+    }
+    return NULL;
+}
 
 static char *join(const char *a, const char *b)
 {
@@ -124,7 +139,10 @@ static int try_model(struct builder *b, uint32_t idx, const char *abs, const cha
     if (why)
         return add_skip(b, abs, why);
     struct qfs_model *m = NULL;
-    int rc = qfs_model_open(abs, ns->source, &m);
+    const char *base = strrchr(abs, '/');
+    const struct qfs_model_opts mo = {.root = ns->source,
+                                      .imatrix = imatrix_for(b, base ? base + 1 : abs)};
+    int rc = qfs_model_open(abs, &mo, &m);
     if (rc < 0) {
         char reason[128];
         snprintf(reason, sizeof reason, "cannot open the model: %s", strerror(-rc));
@@ -438,9 +456,9 @@ out:
     return rc;
 }
 
-int qfs_ns_build(const char *source, struct qfs_ns **out)
+int qfs_ns_build(const char *source, const struct qfs_ns_opts *opts, struct qfs_ns **out)
 {
-    struct builder b = {0};
+    struct builder b = {.opts = opts};
     struct qfs_ns *ns = calloc(1, sizeof *ns);
     int rc = -ENOMEM;
     if (!ns)

@@ -69,7 +69,12 @@ struct qfs_ns {
 /* Scan source and build the namespace.  0 or negative errno (logged):
  * -ENOTDIR source is not a directory, -ENOENT missing, -ENOMEM.  A model that fails to
  * open is not an error: it is recorded in skips and passed through. */
-int qfs_ns_build(const char *source, struct qfs_ns **out);
+struct qfs_ns_opts {
+    char *const *imatrix; /* "MODEL=FILE": the importance matrix of model directory MODEL */
+    int n_imatrix;
+};
+/* o may be NULL. */
+int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);
 void qfs_ns_destroy(struct qfs_ns *ns);
 
 /* Node of a FUSE inode number, NULL when out of range (see namespace.c for the mapping). */

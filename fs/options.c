@@ -42,6 +42,9 @@ void qfs_opts_usage(const char *prog)
            "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
            "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
            "                     0 disables prefetch)\n"
+           "     imatrix=MODEL=FILE  importance matrix (llama.cpp imatrix .gguf or .dat) for\n"
+           "                     the model directory MODEL; default: MODEL/imatrix.gguf or\n"
+           "                     MODEL/imatrix.dat when present (repeatable)\n"
            "     allow_other, allow_root, auto_unmount, default_permissions, fsname=,\n"
            "     and the other FUSE mount options are passed to FUSE\n",
            prog, QFS_DEFAULT_MAX_READ);
@@ -124,6 +127,9 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
         uint64_t v;
         if (!strncmp(t, "cache=", 6)) {
             free(o->cache_dir);
+    for (int i = 0; i < o->n_imatrix; i++)
+        free(o->imatrix[i]);
+    free(o->imatrix);
             o->cache_dir = NULL;
             *cache_set = 1;
             if (!t[6]) {
@@ -166,6 +172,23 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 rc = 2;
             } else {
                 o->max_read = (unsigned)v;
+            }
+        } else if (!strncmp(t, "imatrix=", 8)) {
+            const char *eq = strchr(t + 8, '=');
+            if (!eq || eq == t + 8 || !eq[1] || memchr(t + 8, '/', (size_t)(eq - (t + 8)))) {
+                fprintf(stderr, "quantfs: -o %s: expected imatrix=MODEL=FILE (MODEL: the model "
+                                "directory's name)\n", t);
+                rc = 2;
+            } else {
+                char **n = realloc(o->imatrix, (size_t)(o->n_imatrix + 1) * sizeof *n);
+                if (!n || !(n[o->n_imatrix] = strdup(t + 8))) {
+                    if (n)
+                        o->imatrix = n;
+                    rc = 1;
+                } else {
+                    o->imatrix = n;
+                    o->n_imatrix++;
+                }
             }
         } else if (!strcmp(t, "rw")) {
             fprintf(stderr, "quantfs: -o rw: quantfs is always read-only\n");

@@ -1,5 +1,6 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
- * Our -o options (cache=, cache_mem=, threads=, max_read=, prefetch=, prefetch_threads=)
+ * Our -o options (cache=, cache_mem=, threads=, max_read=, prefetch=, prefetch_threads=,
+ * imatrix=MODEL=FILE)
  * are consumed here; known FUSE mount
  * options are collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
@@ -20,6 +21,8 @@ struct qfs_opts {
     unsigned max_read;      /* bytes, also passed as -o max_read */
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
+    char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
+    int n_imatrix;
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
     char **fuse_argv;
     int fuse_argc;

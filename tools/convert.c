@@ -18,7 +18,7 @@ int main(int argc, char **argv)
 {
     if (argc != 4) {
         fprintf(stderr, "usage: qfs-convert MODEL_DIR TYPE OUT\n"
-                        "  TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1\n");
+                        "  TYPE: the part of a virtual file name before .gguf: F16, Q8_0, Q4_K_M...\n");
         return 2;
     }
     struct qfs_model *m;

@@ -239,7 +239,7 @@ static void test_prefetch(const char *genmodel, const char *top)
         return;
     }
     struct qfs_ns *ns = NULL;
-    int rc = qfs_ns_build(dir, &ns);
+    int rc = qfs_ns_build(dir, NULL, &ns);
     CHECK(rc == 0, "prefetch model: qfs_ns_build: %s", strerror(-rc));
     if (rc)
         return;
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
 
     struct qfs_ns *ns = NULL;
     struct qfs_cache *cache = NULL;
-    int rc = qfs_ns_build(tmpl, &ns);
+    int rc = qfs_ns_build(tmpl, NULL, &ns);
     CHECK(rc == 0, "qfs_ns_build: %s", strerror(-rc));
     if (rc)
         goto out;
