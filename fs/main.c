@@ -12,6 +12,7 @@
 
 #include "../cache/cache.h"
 #include "../util/log.h"
+#include "commands.h"
 #include "ll.h"
 #include "namespace.h"
 #include "options.h"
@@ -60,12 +61,17 @@ static int absolutize(char **path)
 
 int main(int argc, char **argv)
 {
+    const struct qfs_command *cmd = argc > 1 ? qfs_command_find(argv[1]) : NULL;
+    if (cmd)
+        return cmd->run(argc - 1, argv + 1);
+
     struct qfs_opts o;
     int rc = qfs_opts_parse(argc, argv, &o);
     if (rc)
         return rc;
     if (o.help) {
         qfs_opts_usage(argv[0]);
+        qfs_commands_usage();
         printf("\nFUSE options:\n");
         fuse_lowlevel_help();
         qfs_opts_free(&o);
