@@ -10,6 +10,7 @@ llama.cpp's own quantizer, measured in one run on one machine.
   file   the same reads of a regular file of the same size (dropped / page cache warm)
 
 Usage: bench_read.py [--type Q8_0] [--hidden 2048 --layers 8 --ff 5632 --vocab 32000]
+       bench_read.py --type Q4_K_M --layers 22 --heads 32 --kv-heads 4   (TinyLlama-1.1B shapes)
 Needs root for drop_caches (skipped otherwise) and the npm reference (tests/setup-ref.sh).
 """
 import argparse
@@ -52,6 +53,8 @@ def main():
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--ff", type=int, default=5632)
     ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--heads", type=int, default=0, help="default hidden/64")
+    ap.add_argument("--kv-heads", type=int, default=0, help="default hidden/256")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     a = ap.parse_args()
@@ -63,7 +66,8 @@ def main():
     if not os.path.exists(os.path.join(model, "config.json")):
         os.makedirs(src, exist_ok=True)
         subprocess.run([q.GENMODEL, "--out", model, "--hidden", str(a.hidden), "--layers", str(a.layers),
-                        "--heads", str(a.hidden // 64), "--kv-heads", str(a.hidden // 256), "--ff", str(a.ff),
+                        "--heads", str(a.heads or a.hidden // 64), "--kv-heads",
+                        str(a.kv_heads or a.hidden // 256), "--ff", str(a.ff),
                         "--vocab", str(a.vocab), "--seed", "3"], check=True, stdout=subprocess.DEVNULL)
     f16 = os.path.join(work, "bench.F16.gguf")
     if not os.path.exists(f16):
