@@ -20,17 +20,67 @@ static const struct qfs_type_info types[QFS_TYPE_COUNT] = {
      * extreme opposite to the block's max is clamped from 8 to 7 / 16 to 15),
      * plus the f16 rounding of d and m. */
     [QFS_TYPE_Q4_0] = {.name = "Q4_0", .blck = QK4_0, .type_size = sizeof(block_q4_0),
-                       ROWS(q4_0), .imatrix_ok = false, .max_err = 1.0f / 8 + 1.0f / 1024},
+                       ROWS(q4_0), .imatrix_ok = true, .max_err = 1.0f / 8 + 1.0f / 1024},
     [QFS_TYPE_Q4_1] = {.name = "Q4_1", .blck = QK4_1, .type_size = sizeof(block_q4_1),
-                       ROWS(q4_1), .imatrix_ok = false, .max_err = 1.0f / 15 + 1.0f / 512},
+                       ROWS(q4_1), .imatrix_ok = true, .max_err = 1.0f / 15 + 1.0f / 512},
     [QFS_TYPE_Q5_0] = {.name = "Q5_0", .blck = QK5_0, .type_size = sizeof(block_q5_0),
-                       ROWS(q5_0), .imatrix_ok = false, .max_err = 1.0f / 16 + 1.0f / 1024},
+                       ROWS(q5_0), .imatrix_ok = true, .max_err = 1.0f / 16 + 1.0f / 1024},
     [QFS_TYPE_Q5_1] = {.name = "Q5_1", .blck = QK5_1, .type_size = sizeof(block_q5_1),
-                       ROWS(q5_1), .imatrix_ok = false, .max_err = 1.0f / 31 + 1.0f / 512},
+                       ROWS(q5_1), .imatrix_ok = true, .max_err = 1.0f / 31 + 1.0f / 512},
+    /* family B (quant_block_b.h).  max_err: TQ/Q2_0 half a step of d = amax
+     * plus its f16 rounding; Q1_0 a sign times the mean |x|, so up to amax
+     * itself.  IQ4: empirical (the fitted scale is a least-squares choice,
+     * half the widest level gap (24) is ~0.106 at d = amax/113); worst seen
+     * 0.149 on adversarial two-level blocks, IQ4_XS incl. its 6-bit scales. */
+    [QFS_TYPE_IQ4_NL] = {.name = "IQ4_NL", .blck = QK4_NL, .type_size = sizeof(block_iq4_nl),
+                         ROWS(iq4_nl), .imatrix_ok = true, .max_err = 0.25f},
+    [QFS_TYPE_IQ4_XS] = {.name = "IQ4_XS", .blck = QK_K, .type_size = sizeof(block_iq4_xs),
+                         ROWS(iq4_xs), .imatrix_ok = true, .max_err = 0.25f},
+    [QFS_TYPE_TQ1_0] = {.name = "TQ1_0", .blck = QK_K, .type_size = sizeof(block_tq1_0),
+                        ROWS(tq1_0), .imatrix_ok = true, .max_err = 0.5f + 1.0f / 1024},
+    [QFS_TYPE_TQ2_0] = {.name = "TQ2_0", .blck = QK_K, .type_size = sizeof(block_tq2_0),
+                        ROWS(tq2_0), .imatrix_ok = true, .max_err = 0.5f + 1.0f / 1024},
+    [QFS_TYPE_Q1_0] = {.name = "Q1_0", .blck = QK1_0, .type_size = sizeof(block_q1_0),
+                       ROWS(q1_0), .imatrix_ok = true, .max_err = 1.0f + 1.0f / 1024},
+    [QFS_TYPE_Q2_0] = {.name = "Q2_0", .blck = QK2_0, .type_size = sizeof(block_q2_0),
+                       ROWS(q2_0), .imatrix_ok = true, .max_err = 0.5f + 1.0f / 1024},
     [QFS_TYPE_Q8_0] = {.name = "Q8_0", .blck = QK8_0, .type_size = sizeof(block_q8_0),
                        ROWS(q8_0), .imatrix_ok = true, .max_err = 1.0f / 254 + 1.0f / 1024},
+    /* K-quants: max_err is the measured worst case of test_types' round trip
+     * (plain path) with about 1.5x headroom; the sub-block scales are
+     * themselves quantized, so no simple half-step bound holds. */
+    [QFS_TYPE_Q2_K] = {.name = "Q2_K", .blck = QK_K, .type_size = sizeof(block_q2_K),
+                       ROWS(q2_K), .imatrix_ok = true, .max_err = 0.75f},
+    [QFS_TYPE_Q3_K] = {.name = "Q3_K", .blck = QK_K, .type_size = sizeof(block_q3_K),
+                       ROWS(q3_K), .imatrix_ok = true, .max_err = 0.5f},
+    [QFS_TYPE_Q4_K] = {.name = "Q4_K", .blck = QK_K, .type_size = sizeof(block_q4_K),
+                       ROWS(q4_K), .imatrix_ok = true, .max_err = 0.25f},
+    [QFS_TYPE_Q5_K] = {.name = "Q5_K", .blck = QK_K, .type_size = sizeof(block_q5_K),
+                       ROWS(q5_K), .imatrix_ok = true, .max_err = 0.125f},
+    /* Grid i-quants (quant_iq.c).  max_err: loose round-trip sanity bounds,
+     * the measured worst case of test_types with ~1.5x headroom: a 1-2 bit
+     * codebook cannot follow a block's outliers, and the parity-coded signs
+     * (IQ2_XXS/XS, IQ3_XXS) flip the least important value of a group. */
+    [QFS_TYPE_IQ2_XXS] = {.name = "IQ2_XXS", .blck = QK_K, .type_size = sizeof(block_iq2_xxs),
+                          ROWS(iq2_xxs), .imatrix_ok = true, .imatrix_required = true,
+                          .max_err = 1.5f},
+    [QFS_TYPE_IQ2_XS] = {.name = "IQ2_XS", .blck = QK_K, .type_size = sizeof(block_iq2_xs),
+                         ROWS(iq2_xs), .imatrix_ok = true, .imatrix_required = true,
+                         .max_err = 1.0f},
+    [QFS_TYPE_IQ2_S] = {.name = "IQ2_S", .blck = QK_K, .type_size = sizeof(block_iq2_s),
+                        ROWS(iq2_s), .imatrix_ok = true, .max_err = 1.0f},
+    [QFS_TYPE_IQ3_XXS] = {.name = "IQ3_XXS", .blck = QK_K, .type_size = sizeof(block_iq3_xxs),
+                          ROWS(iq3_xxs), .imatrix_ok = true, .max_err = 0.85f},
+    [QFS_TYPE_IQ3_S] = {.name = "IQ3_S", .blck = QK_K, .type_size = sizeof(block_iq3_s),
+                        ROWS(iq3_s), .imatrix_ok = true, .max_err = 0.625f},
+    [QFS_TYPE_IQ1_S] = {.name = "IQ1_S", .blck = QK_K, .type_size = sizeof(block_iq1_s),
+                        ROWS(iq1_s), .imatrix_ok = true, .imatrix_required = true,
+                        .max_err = 1.25f},
+    [QFS_TYPE_IQ1_M] = {.name = "IQ1_M", .blck = QK_K, .type_size = sizeof(block_iq1_m),
+                        ROWS(iq1_m), .imatrix_ok = true, .imatrix_required = true,
+                        .max_err = 1.5f},
     [QFS_TYPE_Q6_K] = {.name = "Q6_K", .blck = QK_K, .type_size = sizeof(block_q6_K),
-                       ROWS(q6_K), .imatrix_ok = false, .max_err = 1.0f / 32},
+                       ROWS(q6_K), .imatrix_ok = true, .max_err = 1.0f / 32},
 };
 
 const struct qfs_type_info *qfs_type_info(enum qfs_type t)
@@ -67,6 +117,8 @@ size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t n
         return 0;
     if (imatrix != NULL && !ti->imatrix_ok)
         return 0;
+    if (imatrix == NULL && ti->imatrix_required)
+        return 0; /* ggml asserts, llama-quantize refuses: no defined bytes */
     unsigned char *out = dst;
     for (int64_t r = 0; r < nrows; r++)
         ti->quantize_row(src + r * n_per_row, out + (size_t)r * row_size, n_per_row, imatrix);

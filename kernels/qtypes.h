@@ -65,6 +65,12 @@ struct qfs_type_info {
      * F32/F16/BF16/Q8_0 ignore it in ggml too.  The weighted variants of the
      * other types are not implemented yet. */
     bool imatrix_ok;
+    /* true when ggml has no unweighted quantizer (it asserts) and llama-quantize
+     * refuses to write the type without an importance matrix: IQ2_XXS, IQ2_XS,
+     * IQ1_S, IQ1_M.  qfs_quantize_rows refuses these without one;
+     * quantize_row called with NULL uses all-ones weights (IQ1_M: ggml's
+     * unweighted variant), bytes llama-quantize never writes. */
+    bool imatrix_required;
     /* Error bound of a round trip: |x - dequant(quant(x))| <= max_err * amax
      * of x's block, for finite x whose block amax is in [1, 1e4]
      * (there every f16 scale and F16 value is a normal number). */
@@ -81,7 +87,8 @@ size_t qfs_row_size(enum qfs_type t, int64_t n);
 /* Quantize nrows rows of n_per_row floats.  Returns the bytes written
  * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row, and 0
  * when imatrix != NULL for a type whose weighted quantizer is not implemented
- * (imatrix_ok == false).  Without imatrix the bytes equal ggml's
+ * (imatrix_ok == false), and 0 when imatrix == NULL for a type with
+ * imatrix_required (IQ2_XXS, IQ2_XS, IQ1_S, IQ1_M).  Without imatrix the bytes equal ggml's
  * ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, NULL). */
 size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);

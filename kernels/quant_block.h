@@ -248,7 +248,9 @@ static inline QFS_HD void qfs_quantize_block_q4_0(const float *x, block_q4_0 *y)
         /* v in [-8, 8]: truncation of v + 8.5 is a round-half-up to 0..16 */
         const int q0 = qfs_imin(15, (int)(v0 + 8.5f));
         const int q1 = qfs_imin(15, (int)(v1 + 8.5f));
-        qs[j] = (uint8_t)(q0 | (q1 << 4));
+        /* masks: a block whose 1/d overflows gives INT_MIN here (x86), whose low
+         * byte 0 is what the reference stores; no shift of a negative value */
+        qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
     }
     memcpy(y->qs, qs, sizeof qs);
 }
@@ -278,7 +280,9 @@ static inline QFS_HD void qfs_quantize_block_q4_1(const float *x, block_q4_1 *y)
         const float v1 = (x[j + QK4_1 / 2] - min) * id;
         const int q0 = qfs_imin(15, (int)(v0 + 0.5f));
         const int q1 = qfs_imin(15, (int)(v1 + 0.5f));
-        qs[j] = (uint8_t)(q0 | (q1 << 4));
+        /* masks: a block whose 1/d overflows gives INT_MIN here (x86), whose low
+         * byte 0 is what the reference stores; no shift of a negative value */
+        qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
     }
     memcpy(y->qs, qs, sizeof qs);
 }
@@ -403,139 +407,9 @@ static inline QFS_HD void qfs_dequantize_block_q8_0(const block_q8_0 *x, float *
         y[j] = (float)x->qs[j] * d;
 }
 
-/* ---- Q6_K: 256 elements, 16 sub-blocks of 16, value = d * sc * (q - 32) -- */
-
+/* ggml's GROUP_MAX_EPS: a group whose largest magnitude is below it is all zero. */
 #define QFS_GROUP_MAX_EPS 1e-15f
 
-/* Symmetric quantization of n values to [-nmax, nmax-1], scale chosen to
- * maximise sumlx^2/suml2 with weights x^2 over 19 trial scales (ggml's
- * make_qx_quants with rmse_type 1 and no importance).  L gets q + nmax.
- * Returns the scale (0 for an all-zero group). */
-static inline QFS_HD float qfs_make_qx_quants_rmse1(int n, int nmax, const float *x, int8_t *L)
-{
-    float amax;
-    const float max = qfs_first_absmax(x, n, &amax);
-    if (amax < QFS_GROUP_MAX_EPS) {
-        for (int i = 0; i < n; i++)
-            L[i] = 0;
-        return 0.0f;
-    }
-    /* Trial 0 is iscale = -nmax/max, trials 1..18 are is = -9..-1, 1..9 of
-     * the reference's search, 19 pads to a multiple of 4 (a copy of 18, never
-     * chosen).  The trials are independent, so their sums run side by side
-     * (one vector lane per trial, each sum still in element order), and the
-     * sequential choice comes afterwards. */
-    enum { NT = 20 };
-    float isc[NT];
-    isc[0] = (float)(-nmax) / max;
-    for (int t = 1; t < NT; t++) {
-        const int is = t < 19 ? (t <= 9 ? t - 10 : t - 9) : 9;
-        isc[t] = -((float)nmax + 0.1f * (float)is) / max;
-    }
-    float sumlx[NT], suml2[NT];
-    for (int t = 0; t < NT; t++) {
-        sumlx[t] = 0.0f;
-        suml2[t] = 0.0f;
-    }
-    for (int i = 0; i < n; i++) {
-        const float xi = x[i];
-        const float w = xi * xi;
-        const float wx = w * xi;
-        for (int t = 0; t < NT; t++) {
-            const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(isc[t] * xi)));
-            sumlx[t] += wx * (float)l;
-            suml2[t] += w * (float)l * (float)l;
-        }
-    }
-    int best_t = 0;
-    float scale = suml2[0] != 0.0f ? sumlx[0] / suml2[0] : 0.0f;
-    float best = scale * sumlx[0];
-    for (int t = 1; t < NT - 1; t++) {
-        if (suml2[t] > 0.0f && sumlx[t] * sumlx[t] > best * suml2[t]) {
-            best_t = t;
-            scale = sumlx[t] / suml2[t];
-            best = scale * sumlx[t];
-        }
-    }
-    const float iscale = isc[best_t];
-    for (int i = 0; i < n; i++) {
-        const int l = qfs_imax(-nmax, qfs_imin(nmax - 1, qfs_nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-    }
-    return scale;
-}
-
-static inline QFS_HD void qfs_quantize_block_q6_K(const float *x, block_q6_K *y)
-{
-    int8_t L[QK_K];
-    float scales[QK_K / 16];
-    float max_scale = 0.0f;
-    float max_abs_scale = 0.0f;
-
-    for (int ib = 0; ib < QK_K / 16; ib++) {
-        const float scale = qfs_make_qx_quants_rmse1(16, 32, x + 16 * ib, L + 16 * ib);
-        scales[ib] = scale;
-        if (fabsf(scale) > max_abs_scale) {
-            max_abs_scale = fabsf(scale);
-            max_scale = scale;
-        }
-    }
-    if (max_abs_scale < QFS_GROUP_MAX_EPS) {
-        memset(y, 0, sizeof *y);
-        return;
-    }
-
-    const float iscale = -128.0f / max_scale;
-    y->d = qfs_fp32_to_fp16(1.0f / iscale);
-    for (int ib = 0; ib < QK_K / 16; ib++)
-        y->scales[ib] = (int8_t)qfs_imin(127, qfs_nearest_int(iscale * scales[ib]));
-
-    const float dsuper = qfs_fp16_to_fp32(y->d);
-    for (int j = 0; j < QK_K / 16; j++) {
-        const float d = dsuper * (float)y->scales[j];
-        if (d == 0.0f)
-            continue; /* keep the levels of the sub-block search, as the reference does */
-        for (int i = 0; i < 16; i++) {
-            const int l = qfs_imax(-32, qfs_imin(31, qfs_nearest_int(x[16 * j + i] / d)));
-            L[16 * j + i] = (int8_t)(l + 32);
-        }
-    }
-
-    /* Per half (128 elements): ql[l] = q[l] | q[l+64] << 4,
-     * ql[l+32] = q[l+32] | q[l+96] << 4, qh[l] = top 2 bits of q[l + 32k] at bits 2k. */
-    for (int h = 0; h < 2; h++) {
-        const int8_t *q = L + 128 * h;
-        uint8_t *ql = y->ql + 64 * h;
-        uint8_t *qh = y->qh + 32 * h;
-        for (int l = 0; l < 32; l++) {
-            ql[l] = (uint8_t)((q[l] & 0xf) | ((q[l + 64] & 0xf) << 4));
-            ql[l + 32] = (uint8_t)((q[l + 32] & 0xf) | ((q[l + 96] & 0xf) << 4));
-            qh[l] = (uint8_t)((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
-                              ((q[l + 96] >> 4) << 6));
-        }
-    }
-}
-
-static inline QFS_HD void qfs_dequantize_block_q6_K(const block_q6_K *x, float *y)
-{
-    const float d = qfs_fp16_to_fp32(x->d);
-    for (int h = 0; h < 2; h++) {
-        const uint8_t *ql = x->ql + 64 * h;
-        const uint8_t *qh = x->qh + 32 * h;
-        const int8_t *sc = x->scales + 8 * h;
-        float *yh = y + 128 * h;
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            yh[l] = d * (float)sc[is + 0] * (float)q1;
-            yh[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            yh[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            yh[l + 96] = d * (float)sc[is + 6] * (float)q4;
-        }
-    }
-}
+/* The 256-element super-block formats (Q2_K .. Q6_K) are in quant_block_k.h. */
 
 #endif

@@ -78,24 +78,41 @@ int main(int argc, char **argv)
     qfs_to_f32(QFS_DT_F16, h16, f, n);
 
     const enum qfs_type types[] = {QFS_TYPE_Q8_0, QFS_TYPE_Q4_0, QFS_TYPE_Q4_1, QFS_TYPE_Q5_0,
-                                   QFS_TYPE_Q5_1, QFS_TYPE_Q6_K, QFS_TYPE_F16,  QFS_TYPE_BF16};
+                                   QFS_TYPE_Q5_1, QFS_TYPE_Q2_K, QFS_TYPE_Q3_K, QFS_TYPE_Q4_K,
+                                   QFS_TYPE_Q5_K, QFS_TYPE_Q6_K, QFS_TYPE_F16,  QFS_TYPE_BF16};
+    /* an importance matrix shaped like llama-imatrix's (positive, heavy tailed) */
+    float *imatrix = malloc((size_t)row * sizeof(float));
+    if (!imatrix)
+        return 1;
+    for (int64_t i = 0; i < row; i++) {
+        const float g = gauss() * 20.0f;
+        imatrix[i] = 0.01f + g * g;
+    }
     uint64_t sum = 0;
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         const struct qfs_type_info *ti = qfs_type_info(types[k]);
-        /* Q6_K is slow: a quarter of the data is plenty */
-        const int64_t rows = types[k] == QFS_TYPE_Q6_K ? nrows / 4 : nrows;
-        double best = 1e30;
-        size_t bytes = 0;
-        for (int r = 0; r < reps; r++) {
-            const double t0 = now();
-            bytes = qfs_quantize_rows(types[k], f, q, rows, row, NULL);
-            const double t = now() - t0;
-            best = t < best ? t : best;
+        if (ti == NULL)
+            continue;
+        /* the super-block searches are slow: a quarter of the data is plenty */
+        const int64_t rows = ti->blck == 256 ? nrows / 4 : nrows;
+        for (int weighted = 0; weighted < 2; weighted++) {
+            if (weighted && (!ti->imatrix_ok || ti->blck == 1))
+                continue;
+            double best = 1e30;
+            size_t bytes = 0;
+            for (int r = 0; r < reps; r++) {
+                const double t0 = now();
+                bytes = qfs_quantize_rows(types[k], f, q, rows, row, weighted ? imatrix : NULL);
+                const double t = now() - t0;
+                best = t < best ? t : best;
+            }
+            for (size_t i = 0; i < bytes; i += 4099)
+                sum += ((unsigned char *)q)[i];
+            printf("  %-8s%-14s %9.1f\n", ti->name, weighted ? " (imatrix)" : "",
+                   (double)(rows * row) / best / 1e6);
         }
-        for (size_t i = 0; i < bytes; i += 4099)
-            sum += ((unsigned char *)q)[i];
-        printf("  %-22s %9.1f\n", ti->name, (double)(rows * row) / best / 1e6);
     }
+    free(imatrix);
     /* the end-to-end Q8_0 pipeline as the converter runs it: row by row */
     {
         double best = 1e30;

@@ -1,7 +1,9 @@
 /* Differential test: every type of our table against ggml's
- * ggml_quantize_chunk (imatrix NULL) from libggml-base.so of the npm package
+ * ggml_quantize_chunk from libggml-base.so of the npm package
  * @node-llama-cpp/linux-x64, byte for byte, on many distributions and row
- * lengths; and our f16/bf16 conversions against ggml's.
+ * lengths: without an importance matrix for every type, and with one (several
+ * shapes of random positive weights, some zero) for every type whose
+ * imatrix_ok is true; and our f16/bf16 conversions against ggml's.
  * Exit 77 (skipped) when the library is not there; 1 on any difference. */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -19,12 +21,45 @@ typedef float (*fp16_to_fp32_fn)(uint16_t);
 typedef struct { uint16_t bits; } ggml_bf16;
 typedef ggml_bf16 (*fp32_to_bf16_fn)(float);
 
-static const int64_t row_lengths[] = {32, 64, 128, 256, 352, 768, 4096};
+static const int64_t row_lengths[] = {32, 64, 128, 256, 352, 512, 768, 4096};
 
 static int failures;
 
-static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist d, int64_t nrows,
-                            const float *src, const uint8_t *ours, const uint8_t *ref, size_t bytes)
+/* Shapes of importance matrices (one weight per column, as llama-imatrix
+ * writes: mean of x^2 over the calibration tokens, so positive and heavy
+ * tailed, with dead columns at exactly zero). */
+enum imshape {
+    IM_UNIFORM,   /* U(0.1, 1) */
+    IM_LOGNORMAL, /* exp(2 N(0,1)): spans ~1e-4 .. 1e4 */
+    IM_ZEROS,     /* lognormal, 20% exactly zero */
+    IM_BLOCKZERO, /* lognormal, whole runs of 16 zero, every 5th run */
+    IM_SPIKES,    /* 1, a few columns 1e3 */
+    IM_TINY,      /* U(0,1) * 1e-20 */
+    IM_COUNT
+};
+
+static const char *const imshape_name[IM_COUNT] = {
+    "uniform", "lognormal", "zeros", "blockzero", "spikes", "tiny",
+};
+
+static void fill_imatrix(struct rng *r, enum imshape s, float *w, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (s) {
+        case IM_UNIFORM: w[i] = (float)(0.1 + 0.9 * rng_unif(r)); break;
+        case IM_LOGNORMAL: w[i] = expf(2.0f * rng_normal(r)); break;
+        case IM_ZEROS: w[i] = rng_unif(r) < 0.2 ? 0.0f : expf(2.0f * rng_normal(r)); break;
+        case IM_BLOCKZERO: w[i] = (i / 16) % 5 == 2 ? 0.0f : expf(rng_normal(r)); break;
+        case IM_SPIKES: w[i] = rng_unif(r) < 0.01 ? 1000.0f : 1.0f; break;
+        case IM_TINY: w[i] = (float)rng_unif(r) * 1e-20f; break;
+        case IM_COUNT: break;
+        }
+    }
+}
+
+static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist d, int im,
+                            int64_t nrows, const float *src, const uint8_t *ours,
+                            const uint8_t *ref, size_t bytes)
 {
     size_t off = 0;
     while (off < bytes && ours[off] == ref[off])
@@ -33,10 +68,10 @@ static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist
     const size_t row = off / row_size;
     const size_t blk = (off % row_size) / ti->type_size;
     fprintf(stderr,
-            "MISMATCH %s n_per_row=%" PRId64 " dist=%s: first differing byte %zu "
+            "MISMATCH %s n_per_row=%" PRId64 " dist=%s imatrix=%s: first differing byte %zu "
             "(row %zu, block %zu, byte %zu in block): ours 0x%02x ggml 0x%02x\n",
-            ti->name, n, dist_name[d], off, row, blk, (off % row_size) % ti->type_size, ours[off],
-            ref[off]);
+            ti->name, n, dist_name[d], im < 0 ? "none" : imshape_name[im], off, row, blk,
+            (off % row_size) % ti->type_size, ours[off], ref[off]);
     const float *xb = src + row * (size_t)n + blk * (size_t)ti->blck;
     fprintf(stderr, "  block input (first %d of %" PRId64 "):", ti->blck < 8 ? (int)ti->blck : 8,
             ti->blck);
@@ -55,14 +90,46 @@ static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist
     fprintf(stderr, "\n");
 }
 
-static int compare_types(quantize_chunk_fn chunk)
+/* Quantizes rows [r0, r1) of src with ours and ggml's; returns 1 when equal. */
+static int compare_range(quantize_chunk_fn chunk, const struct qfs_type_info *ti, int t,
+                         int64_t n, enum dist d, int im, const float *imatrix, const float *src,
+                         uint8_t *ours, uint8_t *ref, int64_t r0, int64_t r1, int quiet)
 {
-    struct rng r = {0x5eed1234u};
+    const size_t rs = qfs_row_size((enum qfs_type)t, n);
+    const size_t bytes = rs * (size_t)(r1 - r0);
+    const float *x = src + r0 * n;
+    uint8_t *o = ours + rs * (size_t)r0, *g = ref + rs * (size_t)r0;
+    memset(o, 0xAA, bytes);
+    memset(g, 0x55, bytes);
+    const size_t got = qfs_quantize_rows((enum qfs_type)t, x, o, r1 - r0, n, imatrix);
+    const size_t want = chunk(t, x, g, 0, r1 - r0, n, imatrix);
+    if (got != want || got != bytes) {
+        fprintf(stderr, "SIZE %s n=%" PRId64 " imatrix=%s: ours %zu ggml %zu expected %zu\n",
+                ti->name, n, im < 0 ? "none" : imshape_name[im], got, want, bytes);
+        return 0;
+    }
+    if (memcmp(o, g, bytes) != 0) {
+        if (!quiet)
+            report_mismatch(ti, n, d, im, r1 - r0, x, o, g, bytes);
+        return 0;
+    }
+    return 1;
+}
+
+/* One pass over every type of the table: without an importance matrix, or
+ * (weighted) with one for the types whose imatrix_ok is true.  With one, the
+ * rows of each distribution are split into IM_COUNT groups, each quantized
+ * with its own importance shape (a call per group, as each tensor has one). */
+static void compare_types(quantize_chunk_fn chunk, int weighted)
+{
+    struct rng r = {weighted ? 0x1a7e1234u : 0x5eed1234u};
     long types = 0, rows_total = 0, blocks_total = 0;
     for (int t = 0; t < QFS_TYPE_COUNT; t++) {
         const struct qfs_type_info *ti = qfs_type_info((enum qfs_type)t);
-        if (ti == NULL)
+        if (ti == NULL || (weighted && !ti->imatrix_ok))
             continue;
+        if (!weighted && ti->imatrix_required)
+            continue; /* ggml aborts without an imatrix: llama-quantize never writes these */
         types++;
         long type_rows = 0;
         int type_failed = 0;
@@ -71,13 +138,17 @@ static int compare_types(quantize_chunk_fn chunk)
             if (n % ti->blck != 0)
                 continue;
             /* ~32K elements per distribution; 8x for the super-block types,
-             * whose search has the most room for a difference */
-            const int64_t target = ti->blck >= 256 ? 262144 : 32768;
-            const int64_t nrows = target / n + 3;
+             * whose search has the most room for a difference (2x with an
+             * imatrix, where the grid i-quants are slow) */
+            const int64_t target = ti->blck >= 256 ? (weighted ? 65536 : 262144) : 32768;
+            int64_t nrows = target / n + 3;
+            if (weighted && nrows < 2 * IM_COUNT)
+                nrows = 2 * IM_COUNT;
             const size_t bytes = qfs_row_size((enum qfs_type)t, n) * (size_t)nrows;
             float *src = malloc(sizeof(float) * (size_t)(n * nrows));
+            float *imx = malloc(sizeof(float) * (size_t)n);
             uint8_t *ours = malloc(bytes), *ref = malloc(bytes);
-            if (!src || !ours || !ref) {
+            if (!src || !imx || !ours || !ref) {
                 fprintf(stderr, "out of memory\n");
                 exit(1);
             }
@@ -94,18 +165,20 @@ static int compare_types(quantize_chunk_fn chunk)
                         fill(&r, (enum dist)d, x, n);
                     }
                 }
-                memset(ours, 0xAA, bytes);
-                memset(ref, 0x55, bytes);
-                const size_t got = qfs_quantize_rows((enum qfs_type)t, src, ours, nrows, n, NULL);
-                const size_t want = chunk(t, src, ref, 0, nrows, n, NULL);
-                if (got != want || got != bytes) {
-                    fprintf(stderr, "SIZE %s n=%" PRId64 ": ours %zu ggml %zu expected %zu\n",
-                            ti->name, n, got, want, bytes);
-                    failures++;
-                    type_failed = 1;
-                } else if (memcmp(ours, ref, bytes) != 0) {
-                    if (!type_failed)
-                        report_mismatch(ti, n, (enum dist)d, nrows, src, ours, ref, bytes);
+                int ok = 1;
+                if (!weighted) {
+                    ok = compare_range(chunk, ti, t, n, (enum dist)d, -1, NULL, src, ours, ref, 0,
+                                       nrows, type_failed);
+                } else {
+                    for (int im = 0; im < IM_COUNT; im++) {
+                        const int64_t r0 = nrows * im / IM_COUNT, r1 = nrows * (im + 1) / IM_COUNT;
+                        fill_imatrix(&r, (enum imshape)im, imx, n);
+                        if (!compare_range(chunk, ti, t, n, (enum dist)d, im, imx, src, ours, ref,
+                                           r0, r1, type_failed || !ok))
+                            ok = 0;
+                    }
+                }
+                if (!ok) {
                     failures++;
                     type_failed = 1;
                 }
@@ -113,15 +186,16 @@ static int compare_types(quantize_chunk_fn chunk)
                 blocks_total += (long)(nrows * (n / ti->blck));
             }
             free(src);
+            free(imx);
             free(ours);
             free(ref);
         }
         rows_total += type_rows;
-        printf("%-5s %s: %ld rows compared\n", ti->name, type_failed ? "DIFFERS" : "equal", type_rows);
+        printf("%-7s %-9s %s: %ld rows compared\n", ti->name, weighted ? "imatrix" : "plain",
+               type_failed ? "DIFFERS" : "equal", type_rows);
     }
-    printf("%ld types, %ld rows, %ld blocks compared with ggml_quantize_chunk\n", types, rows_total,
-           blocks_total);
-    return 0;
+    printf("%ld types, %ld rows, %ld blocks compared with ggml_quantize_chunk (%s)\n", types,
+           rows_total, blocks_total, weighted ? "with imatrix" : "no imatrix");
 }
 
 static int is_nan32(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
@@ -238,7 +312,8 @@ int main(void)
         fprintf(stderr, "FAIL: %s has no ggml_quantize_chunk\n", path);
         return 1;
     }
-    compare_types(chunk);
+    compare_types(chunk, 0);
+    compare_types(chunk, 1);
     compare_conversions(lib);
     /* the library stays loaded: its static state is not ours to tear down */
     if (failures) {

@@ -89,22 +89,27 @@ static void check_round_trip(void)
     float *x = malloc(sizeof(float) * n * nrows), *y = malloc(sizeof(float) * n * nrows);
     float *y2 = malloc(sizeof(float) * n);
     uint8_t *q = malloc(n * nrows * 4), *q1 = malloc(n * 4);
+    /* unit importance for the types that refuse to quantize without one */
+    float *ones = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++)
+        ones[i] = 1.0f;
     struct rng r = {7};
     for (int t = 0; t < QFS_TYPE_COUNT; t++) {
         const struct qfs_type_info *ti = qfs_type_info((enum qfs_type)t);
         if (ti == NULL)
             continue;
         const size_t rs = qfs_row_size((enum qfs_type)t, n);
+        const float *imx = ti->imatrix_required ? ones : NULL;
         double worst = 0;
         for (int which = 0; which < 24; which++) {
             for (int64_t row = 0; row < nrows; row++)
                 fill_bounded(&r, which, x + row * n, n);
-            CHECK(qfs_quantize_rows((enum qfs_type)t, x, q, nrows, n, NULL) == rs * nrows,
+            CHECK(qfs_quantize_rows((enum qfs_type)t, x, q, nrows, n, imx) == rs * nrows,
                   "%s: bytes written", ti->name);
             for (int64_t row = 0; row < nrows; row++) {
                 ti->dequantize_row(q + row * rs, y + row * n, n);
                 /* rows are independent: one row alone gives the same bytes */
-                ti->quantize_row(x + row * n, q1, n, NULL);
+                ti->quantize_row(x + row * n, q1, n, imx);
                 CHECK(memcmp(q1, q + row * rs, rs) == 0, "%s: row %" PRId64 " differs alone",
                       ti->name, row);
             }
@@ -135,6 +140,8 @@ static void check_round_trip(void)
                 CHECK(0, "%s: zero row comes back as %g at %" PRId64, ti->name, y2[i], i);
                 break;
             }
+        CHECK(!ti->imatrix_required || qfs_quantize_rows((enum qfs_type)t, x, q, 1, n, NULL) == 0,
+              "%s: quantized without the imatrix it requires", ti->name);
         /* imatrix: accepted only where the result is defined */
         const size_t with_imatrix = qfs_quantize_rows((enum qfs_type)t, x, q, 1, n, y2);
         CHECK(with_imatrix == (ti->imatrix_ok ? rs : 0), "%s: imatrix gives %zu", ti->name,
@@ -151,6 +158,7 @@ static void check_round_trip(void)
     free(y2);
     free(q);
     free(q1);
+    free(ones);
 }
 
 int main(void)
