@@ -27,6 +27,7 @@
  * takes READY entries with refs == 0, i.e. those on the LRU list; an entry waiting for
  * its disk write holds the writer's reference, so it is never evicted before that. */
 #include "cache/cache.h"
+#include "cache/store.h"
 
 #include "util/log.h"
 
@@ -45,10 +46,6 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define DISK_MAGIC "QFSC"
-#define DISK_VERSION 1u
-#define DISK_HDR 40
-#define HEX_KEY 32
 #define WRITERS 2                   /* background disk writer threads */
 #define WQ_MAX (256ull << 20)       /* queued write-behind bytes, at most */
 
@@ -64,12 +61,16 @@ struct centry {
     enum entry_state state;
     int err;                     /* FAILED: the negative errno given to waiters */
     struct centry *wnext;        /* write queue link, while queued for the disk */
+    uint32_t tag;                /* stored in the disk entry (QFS_CACHE_TAG) */
     pthread_cond_t done;         /* broadcast when state leaves E_FILLING */
 };
 
 struct qfs_cache {
-    char *root;       /* "<dir>/v1", or NULL for memory only; immutable after open */
-    uint64_t mem_max; /* immutable after open */
+    char *root;        /* "<dir>/v1", or NULL for memory only; immutable after open */
+    char *shared_root; /* "<shared_dir>/v1" (read-only tier) or NULL; immutable */
+    struct qfs_store_manifest *shared_manifest; /* signed tier: its entries; immutable */
+    uint64_t mem_max;  /* immutable after open */
+    uint64_t disk_max; /* 0: unbounded; immutable after open */
 
     /* lock protects: buckets/nbuckets/count, the LRU list (lru_head/lru_tail), every
      * entry's hnext/lprev/lnext/wnext/refs/state/err/pub.data, st, and the write queue
@@ -95,8 +96,10 @@ struct qfs_cache {
     bool writers_failed;    /* pthread_create failed: every write is synchronous */
     pthread_t writers[WRITERS];
 
+    bool disk_scanned;          /* under lock: the first housekeeping scan has run */
+    uint64_t written_bytes;     /* under lock: bytes of entries written by this process */
     atomic_bool disk_warned;    /* one warning for disk write/read failures */
-    atomic_uint_fast64_t tmp_seq; /* unique temp names within this process */
+    atomic_bool maint_busy;     /* a housekeeping scan is running (disk_maintain) */
 };
 
 /* ---- hash table and LRU (caller holds c->lock) ---- */
@@ -225,86 +228,6 @@ static struct centry *unref_locked(struct qfs_cache *c, struct centry *e)
 
 /* ---- disk store (no lock held) ---- */
 
-/* Directory creation with parents, each new one 0700.  0 or negative errno. */
-static int mkdir_p(const char *path)
-{
-    char *p = strdup(path);
-    if (!p)
-        return -ENOMEM;
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char save = *s;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            rc = -errno;
-            break;
-        }
-        *s = save;
-        if (save == '\0')
-            break;
-    }
-    if (rc == 0) {
-        struct stat st;
-        if (stat(p, &st) < 0)
-            rc = -errno;
-        else if (!S_ISDIR(st.st_mode))
-            rc = -ENOTDIR;
-    }
-    free(p);
-    return rc;
-}
-
-static void key_hex(const struct qfs_cache_key *k, char hex[HEX_KEY + 1])
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        hex[2 * i] = digits[k->b[i] >> 4];
-        hex[2 * i + 1] = digits[k->b[i] & 15];
-    }
-    hex[HEX_KEY] = '\0';
-}
-
-/* path = "<root>/<2 hex>/<30 hex>"; caller frees.  NULL on ENOMEM. */
-static char *entry_path(const struct qfs_cache *c, const struct qfs_cache_key *k)
-{
-    char hex[HEX_KEY + 1];
-    key_hex(k, hex);
-    char *p;
-    if (asprintf(&p, "%s/%.2s/%s", c->root, hex, hex + 2) < 0)
-        return NULL;
-    return p;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Logs the first disk failure of this cache; later ones are only counted. */
 static void disk_warn_once(struct qfs_cache *c, const char *what, const char *path, int err)
 {
@@ -313,209 +236,148 @@ static void disk_warn_once(struct qfs_cache *c, const char *what, const char *pa
                  what, path, strerror(err));
 }
 
-/* Full pread; returns bytes read (< n only at EOF) or negative errno. */
-static ssize_t pread_full(int fd, void *buf, size_t n, off_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, (uint8_t *)buf + got, n - got, off + (off_t)got);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = write(fd, (const uint8_t *)buf + done, n - done);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 struct disk_counts {
-    uint64_t errors, corrupt;
+    uint64_t errors, corrupt, stale, shared;
 };
 
-/* Load and verify the entry for key with payload length len.
- * 1: *out is a malloc'd payload.  0: miss (absent, other length, unreadable, or corrupt;
- * a corrupt file is unlinked and logged).  Negative errno only for ENOMEM. */
+/* Is an entry of key (payload len) in use here: filling, referenced, or queued for its
+ * write?  Eviction skips those. */
+static bool in_use_cb(void *arg, const struct qfs_cache_key *k, uint64_t len)
+{
+    struct qfs_cache *c = arg;
+    pthread_mutex_lock(&c->lock);
+    struct centry *e = table_find(c, k, len, key_hash(k, len));
+    bool busy = e && (e->state != E_READY || e->refs != 0);
+    pthread_mutex_unlock(&c->lock);
+    return busy;
+}
+
+/* Housekeeping of the local store, one thread at a time, never under c->lock: the first
+ * time (stale temp files of dead writers of this host; the store's real size), and
+ * whenever the size passes disk_max (evict least recently used down to 90%). */
+static void disk_maintain(struct qfs_cache *c, bool first)
+{
+    /* Writes landing during a scan may be missed by it: they are counted on top of what
+     * it found (an overestimate at worst), and a bound still exceeded scans again. */
+    for (int round = 0; round < 4; round++) {
+        if (atomic_exchange(&c->maint_busy, true))
+            return;
+        struct qfs_store_scan_opts o = {
+            .op = QFS_STORE_EVICT,
+            .max = c->disk_max ? c->disk_max - c->disk_max / 10 : 0,
+            .in_use = in_use_cb,
+            .in_use_arg = c,
+        };
+        struct qfs_store_report r;
+        pthread_mutex_lock(&c->lock);
+        const uint64_t w0 = c->written_bytes;
+        pthread_mutex_unlock(&c->lock);
+        int rc = qfs_store_scan(c->root, &o, &r);
+        pthread_mutex_lock(&c->lock);
+        if (rc == 0) {
+            c->st.disk_bytes = r.kept_bytes + (c->written_bytes - w0);
+            c->st.disk_evicted += r.evicted;
+        }
+        c->disk_scanned = true;
+        const bool again = rc == 0 && c->disk_max && c->st.disk_bytes > c->disk_max;
+        pthread_mutex_unlock(&c->lock);
+        atomic_store(&c->maint_busy, false);
+        if (rc < 0)
+            qfs_debug("cache: scanning %s: %s", c->root, strerror(-rc));
+        else if (r.evicted || (first && r.tmp_removed))
+            qfs_info("cache: %s: evicted %" PRIu64 " entries (%" PRIu64 " bytes), removed %"
+                     PRIu64 " abandoned temp files; %" PRIu64 " bytes kept", c->root, r.evicted,
+                     r.removed_bytes, r.tmp_removed, r.kept_bytes);
+        if (!again)
+            return;
+        first = false;
+    }
+}
+
+/* Load and verify the entry for key from root (the local store, or the shared tier when
+ * shared).  1: *out is a malloc'd payload.  0: miss (absent, other length, unreadable, or
+ * corrupt; a corrupt or old-format local file is unlinked and logged).  -ENOMEM. */
+static int disk_load_from(struct qfs_cache *c, const char *root, bool shared,
+                          const struct qfs_cache_key *k, uint64_t len, uint8_t **out,
+                          struct disk_counts *dc)
+{
+    char *path = qfs_store_path(root, k), why[128] = "";
+    if (!path)
+        return -ENOMEM;
+    struct qfs_store_hdr h;
+    if (shared && c->shared_manifest && !qfs_store_manifest_lists(c->shared_manifest, k)) {
+        free(path);
+        return 0;
+    }
+    int rc = qfs_store_read(path, k, len, !shared, &h, out, why, sizeof why);
+    if (rc == 1 && shared && c->shared_manifest &&
+        !qfs_store_manifest_check(c->shared_manifest, &h, *out)) {
+        snprintf(why, sizeof why, "SHA-256 differs from the signed manifest");
+        free(*out);
+        *out = NULL;
+        rc = -EBADMSG;
+    }
+    if (rc == -EBADMSG || rc == -EPROTO) {
+        if (rc == -EBADMSG)
+            dc->corrupt++;
+        else
+            dc->stale++;
+        if (shared)
+            qfs_warn("cache: corrupt entry %s in the shared cache (%s); not used", path, why);
+        else if (unlink(path) < 0 && errno != ENOENT)
+            qfs_warn("cache: corrupt entry %s (%s), cannot remove it: %s", path, why,
+                     strerror(errno));
+        else if (rc == -EBADMSG)
+            qfs_warn("cache: dropped corrupt entry %s: %s; recomputing", path, why);
+        else
+            qfs_info("cache: dropped old entry %s: %s; recomputing", path, why);
+        rc = 0;
+    } else if (rc == -ENOMEM) {
+        /* returned as is */
+    } else if (rc < 0) {
+        dc->errors++;
+        if (!shared)
+            disk_warn_once(c, "cannot read", path, -rc);
+        rc = 0;
+    }
+    free(path);
+    return rc;
+}
+
 static int disk_load(struct qfs_cache *c, const struct qfs_cache_key *k, uint64_t len,
                      uint8_t **out, struct disk_counts *dc)
 {
-    char *path = entry_path(c, k);
-    if (!path)
-        return -ENOMEM;
-    uint8_t *buf = NULL;
-    char why[96];
-    int rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT && errno != ENOTDIR) {
-            dc->errors++;
-            disk_warn_once(c, "cannot open", path, errno);
-        }
-        goto out;
+    int rc = c->root ? disk_load_from(c, c->root, false, k, len, out, dc) : 0;
+    if (rc == 0 && c->shared_root) {
+        rc = disk_load_from(c, c->shared_root, true, k, len, out, dc);
+        if (rc == 1)
+            dc->shared++;
     }
-    struct stat st;
-    uint8_t hdr[DISK_HDR];
-    ssize_t n = pread_full(fd, hdr, sizeof hdr, 0);
-    if (n < 0 || fstat(fd, &st) < 0) {
-        dc->errors++;
-        disk_warn_once(c, "cannot read", path, n < 0 ? (int)-n : errno);
-        goto out;
-    }
-    if (n < DISK_HDR) {
-        snprintf(why, sizeof why, "truncated header (%zd of %d bytes)", n, DISK_HDR);
-        goto corrupt;
-    }
-    if (memcmp(hdr, DISK_MAGIC, 4) != 0) {
-        snprintf(why, sizeof why, "bad magic");
-        goto corrupt;
-    }
-    if (get_le32(hdr + 4) != DISK_VERSION) {
-        snprintf(why, sizeof why, "format version %" PRIu32 ", expected %u", get_le32(hdr + 4),
-                 DISK_VERSION);
-        goto corrupt;
-    }
-    if (memcmp(hdr + 8, k->b, sizeof k->b) != 0) {
-        snprintf(why, sizeof why, "key in header does not match its name");
-        goto corrupt;
-    }
-    uint64_t plen = get_le64(hdr + 24);
-    if (plen > (uint64_t)SIZE_MAX - DISK_HDR || (uint64_t)st.st_size != DISK_HDR + plen) {
-        snprintf(why, sizeof why, "file is %jd bytes, header says %" PRIu64 " + %d",
-                 (intmax_t)st.st_size, plen, DISK_HDR);
-        goto corrupt;
-    }
-    if (plen != len) { /* a valid entry of another length: a miss, refilled and replaced */
-        qfs_debug("cache: %s holds %" PRIu64 " bytes, %" PRIu64 " requested", path, plen, len);
-        goto out;
-    }
-    buf = malloc(len ? len : 1);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    n = pread_full(fd, buf, len, DISK_HDR);
-    if (n < 0) {
-        dc->errors++;
-        disk_warn_once(c, "cannot read", path, (int)-n);
-        goto out;
-    }
-    if ((uint64_t)n != len) {
-        snprintf(why, sizeof why, "truncated payload (%zd of %" PRIu64 " bytes)", n, len);
-        goto corrupt;
-    }
-    if (XXH3_64bits(buf, len) != get_le64(hdr + 32)) {
-        snprintf(why, sizeof why, "payload checksum mismatch");
-        goto corrupt;
-    }
-    close(fd);
-    free(path);
-    *out = buf;
-    return 1;
-
-corrupt:
-    dc->corrupt++;
-    if (unlink(path) < 0 && errno != ENOENT)
-        qfs_warn("cache: corrupt entry %s (%s), cannot remove it: %s", path, why, strerror(errno));
-    else
-        qfs_warn("cache: dropped corrupt entry %s: %s; recomputing", path, why);
-out:
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    free(path);
     return rc;
 }
 
-/* Write the entry atomically: unique temp file (O_EXCL) in the entry's directory,
- * header + payload, fsync, rename.  The temp file never survives a failure.
- * 0 or negative errno (logged once per cache, counted by the caller). */
-static int disk_store(struct qfs_cache *c, const struct qfs_cache_key *k, const uint8_t *data,
-                      uint64_t len)
+/* Write the entry atomically (store.c), account for its bytes, and run the housekeeping
+ * when due.  0 or negative errno (logged once per cache, counted by the caller). */
+static int disk_store(struct qfs_cache *c, const struct qfs_cache_key *k, uint32_t tag,
+                      const uint8_t *data, uint64_t len)
 {
-    char *path = entry_path(c, k), *tmp = NULL;
-    int fd = -1, rc;
-    if (!path)
-        return -ENOMEM;
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-        rc = -errno;
-        disk_warn_once(c, "cannot create", path, -rc);
-        goto fail;
+    const char *what;
+    char *where = NULL;
+    int rc = qfs_store_write(c->root, k, tag, data, len, &what, &where);
+    if (rc < 0) {
+        disk_warn_once(c, what, where ? where : c->root, -rc);
+        free(where);
+        return rc;
     }
-    *slash = '/';
-    unsigned long long seq = atomic_fetch_add(&c->tmp_seq, 1);
-    if (asprintf(&tmp, "%.*s/.tmp.%s.%ld.%llu", (int)(slash - path), path, slash + 1,
-                 (long)getpid(), seq) < 0) {
-        tmp = NULL;
-        rc = -ENOMEM;
-        goto fail;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        disk_warn_once(c, "cannot create", tmp, -rc);
-        goto fail;
-    }
-    uint8_t hdr[DISK_HDR];
-    memcpy(hdr, DISK_MAGIC, 4);
-    put_le32(hdr + 4, DISK_VERSION);
-    memcpy(hdr + 8, k->b, sizeof k->b);
-    put_le64(hdr + 24, len);
-    put_le64(hdr + 32, XXH3_64bits(data, len));
-    if ((rc = write_full(fd, hdr, sizeof hdr)) < 0 || (rc = write_full(fd, data, len)) < 0) {
-        disk_warn_once(c, "cannot write", tmp, -rc);
-        goto fail_unlink;
-    }
-    if (fsync(fd) < 0) {
-        rc = -errno;
-        disk_warn_once(c, "cannot fsync", tmp, -rc);
-        goto fail_unlink;
-    }
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd) < 0) {
-        rc = -errno;
-        disk_warn_once(c, "cannot close", tmp, -rc);
-        goto fail_unlink;
-    }
-    if (rename(tmp, path) < 0) {
-        rc = -errno;
-        disk_warn_once(c, "cannot rename into", path, -rc);
-        goto fail_unlink;
-    }
-    free(tmp);
-    free(path);
+    pthread_mutex_lock(&c->lock);
+    c->st.disk_bytes += QFS_STORE_HDR + len;
+    c->written_bytes += QFS_STORE_HDR + len;
+    bool first = !c->disk_scanned;
+    bool over = c->disk_max && c->st.disk_bytes > c->disk_max;
+    pthread_mutex_unlock(&c->lock);
+    if (first || over)
+        disk_maintain(c, first);
     return 0;
-
-fail_unlink:
-    if (fd >= 0)
-        close(fd);
-    fd = -1;
-    unlink(tmp);
-fail:
-    if (fd >= 0)
-        close(fd);
-    free(tmp);
-    free(path);
-    return rc;
 }
 
 /* ---- write-behind ---- */
@@ -539,7 +401,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&c->lock);
 
         /* e is READY and referenced: its bytes are immutable and stay allocated. */
-        int rc = disk_store(c, &e->key, e->pub.data, e->pub.len);
+        int rc = disk_store(c, &e->key, e->tag, e->pub.data, e->pub.len);
 
         pthread_mutex_lock(&c->lock);
         if (rc < 0)
@@ -601,18 +463,52 @@ static bool queue_write_locked(struct qfs_cache *c, struct centry *e)
 
 int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
 {
+    const struct qfs_cache_opts o = {.dir = dir, .mem_max = mem_max};
+    return qfs_cache_open_opts(&o, out);
+}
+
+int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out)
+{
+    const char *dir = o->dir;
+    const uint64_t mem_max = o->mem_max;
     struct qfs_cache *c = calloc(1, sizeof *c);
     int rc = -ENOMEM;
     if (!c)
         return -ENOMEM;
     c->mem_max = mem_max;
+    c->disk_max = o->disk_max;
     c->wq_max = mem_max / 2 < WQ_MAX ? mem_max / 2 : WQ_MAX;
     c->nbuckets = 64;
     c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
     if (!c->buckets)
         goto fail;
     atomic_init(&c->disk_warned, false);
-    atomic_init(&c->tmp_seq, 0);
+    atomic_init(&c->maint_busy, false);
+    if (o->shared_dir) {
+        struct stat st;
+        if (o->shared_dir[0] == '\0') {
+            rc = -EINVAL;
+            goto fail;
+        }
+        if (asprintf(&c->shared_root, "%s/v1", o->shared_dir) < 0) {
+            c->shared_root = NULL;
+            goto fail;
+        }
+        if (o->shared_key_file) {
+            int mrc = qfs_store_manifest_load(o->shared_dir, o->shared_key_file,
+                                              &c->shared_manifest);
+            if (mrc < 0) {
+                qfs_warn("cache: shared cache %s not used: %s", o->shared_dir,
+                         mrc == -EPERM ? "manifest not signed with the key" : strerror(-mrc));
+                free(c->shared_root);
+                c->shared_root = NULL;
+            }
+        }
+        if (c->shared_root && (stat(c->shared_root, &st) < 0 || !S_ISDIR(st.st_mode)))
+            qfs_warn("cache: shared cache %s is not usable (%s); consulted anyway when it "
+                     "appears", c->shared_root, stat(c->shared_root, &st) < 0 ?
+                     strerror(errno) : "not a directory");
+    }
     if (dir) {
         if (dir[0] == '\0') {
             rc = -EINVAL;
@@ -624,7 +520,7 @@ int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
         }
         /* An unusable directory is not fatal: the cache then serves from memory and
          * every disk attempt fails quietly (counted in disk_errors). */
-        int mrc = mkdir_p(c->root);
+        int mrc = qfs_store_mkdir_p(c->root);
         if (mrc < 0) {
             atomic_store(&c->disk_warned, true);
             qfs_warn("cache: cannot create %s: %s; serving from memory only", c->root,
@@ -645,6 +541,8 @@ fail_lock:
     pthread_mutex_destroy(&c->lock);
 fail:
     free(c->root);
+    free(c->shared_root);
+    qfs_store_manifest_free(c->shared_manifest);
     free(c->buckets);
     free(c);
     return rc;
@@ -688,6 +586,8 @@ void qfs_cache_close(struct qfs_cache *c)
     pthread_mutex_destroy(&c->lock);
     free(c->buckets);
     free(c->root);
+    free(c->shared_root);
+    qfs_store_manifest_free(c->shared_manifest);
     free(c);
 }
 
@@ -715,9 +615,16 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
                   qfs_cache_fill_fn fill, void *arg, const struct qfs_cache_entry **out,
                   int *outcome)
 {
+    return qfs_cache_get_tagged(c, key, 0, len, fill, arg, out, outcome);
+}
+
+int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, uint32_t tag,
+                         uint64_t len, qfs_cache_fill_fn fill, void *arg,
+                         const struct qfs_cache_entry **out, int *outcome)
+{
     if (!c || !key || !out)
         return -EINVAL;
-    if (len > (uint64_t)SIZE_MAX - DISK_HDR)
+    if (len > (uint64_t)SIZE_MAX - QFS_STORE_HDR)
         return -EFBIG;
     uint64_t h = key_hash(key, len);
     int rc;
@@ -758,14 +665,15 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
         pthread_mutex_unlock(&c->lock);
         return -ENOMEM;
     }
+    e->tag = tag;
     table_insert(c, e);
     pthread_mutex_unlock(&c->lock);
 
     /* This thread owns the fill; no lock held from here to publication. */
-    struct disk_counts dc = {0, 0};
+    struct disk_counts dc = {0, 0, 0, 0};
     uint8_t *buf = NULL;
     bool filled = false, from_disk = false;
-    rc = c->root ? disk_load(c, key, len, &buf, &dc) : 0;
+    rc = disk_load(c, key, len, &buf, &dc);
     if (rc == 1) {
         from_disk = true;
         rc = 0;
@@ -785,9 +693,11 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
 
     pthread_mutex_lock(&c->lock);
     c->st.fills += filled;
-    c->st.disk_hits += from_disk;
+    c->st.disk_hits += from_disk && !dc.shared;
     c->st.disk_errors += dc.errors;
     c->st.corrupt_dropped += dc.corrupt;
+    c->st.stale_dropped += dc.stale;
+    c->st.shared_hits += dc.shared;
     struct centry *victims = NULL;
     bool write_here = false;
     if (rc == 0) {
@@ -797,7 +707,7 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
         c->st.mem_entries++;
         victims = evict_locked(c); /* e is in use, never a victim */
         /* Published first; the disk entry is written behind, or below if no room. */
-        write_here = filled && c->root && !queue_write_locked(c, e);
+        write_here = (filled || dc.shared) && c->root && !queue_write_locked(c, e);
     } else {
         table_remove(c, e);
         e->state = E_FAILED;
@@ -814,7 +724,7 @@ int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t
         return rc;
     }
     if (write_here) { /* backpressure: this thread's reference keeps e in memory */
-        int wrc = disk_store(c, key, buf, len);
+        int wrc = disk_store(c, key, tag, buf, len);
         pthread_mutex_lock(&c->lock);
         c->st.disk_writes_sync++;
         if (wrc < 0)
@@ -845,5 +755,74 @@ void qfs_cache_get_stats(struct qfs_cache *c, struct qfs_cache_stats *s)
 {
     pthread_mutex_lock(&c->lock);
     *s = c->st;
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- remembered source hashes ---- */
+
+static int srchash_key(const struct qfs_file_id *id, uint64_t off, uint64_t len,
+                       struct qfs_cache_key *k)
+{
+    struct qfs_cache_keybuf kb;
+    qfs_keybuf_init(&kb);
+    int rc = 0;
+    rc |= qfs_keybuf_add(&kb, "quantfs-srchash", 15);
+    rc |= qfs_keybuf_add_u64(&kb, QFS_SRCHASH_VERSION);
+    rc |= qfs_keybuf_add_u64(&kb, id->dev);
+    rc |= qfs_keybuf_add_u64(&kb, id->ino);
+    rc |= qfs_keybuf_add_u64(&kb, id->size);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)id->mtime_ns);
+    rc |= qfs_keybuf_add_u64(&kb, off);
+    rc |= qfs_keybuf_add_u64(&kb, len);
+    qfs_keybuf_finish(&kb, k);
+    return rc ? -ENOMEM : 0;
+}
+
+static int copy_hash(void *arg, uint8_t *dst, uint64_t len)
+{
+    if (len != 16)
+        return -EINVAL;
+    memcpy(dst, ((const struct qfs_cache_key *)arg)->b, 16);
+    return 0;
+}
+
+int qfs_cache_srchash_get(struct qfs_cache *c, const struct qfs_file_id *id, uint64_t off,
+                          uint64_t len, struct qfs_cache_key *hash)
+{
+    struct qfs_cache_key k;
+    if (!c)
+        return -ENOENT;
+    int rc = srchash_key(id, off, len, &k);
+    if (rc < 0)
+        return rc;
+    const struct qfs_cache_entry *e;
+    rc = qfs_cache_get_tagged(c, &k, QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION), 16,
+                              NULL, NULL, &e, NULL);
+    if (rc < 0)
+        return rc;
+    memcpy(hash->b, e->data, 16);
+    qfs_cache_put(c, e);
+    pthread_mutex_lock(&c->lock);
+    c->st.srchash_hits++;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+void qfs_cache_srchash_put(struct qfs_cache *c, const struct qfs_file_id *id, uint64_t off,
+                           uint64_t len, const struct qfs_cache_key *hash)
+{
+    struct qfs_cache_key k;
+    if (!c || srchash_key(id, off, len, &k) < 0)
+        return;
+    const struct qfs_cache_entry *e;
+    struct qfs_cache_key h = *hash;
+    int outcome = -1;
+    if (qfs_cache_get_tagged(c, &k, QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION), 16,
+                             copy_hash, &h, &e, &outcome) < 0)
+        return;
+    qfs_cache_put(c, e);
+    pthread_mutex_lock(&c->lock);
+    c->st.srchash_stored += outcome == 2;
+    c->st.fills -= outcome == 2; /* fills count chunk work, not these 16 bytes */
     pthread_mutex_unlock(&c->lock);
 }

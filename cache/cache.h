@@ -4,7 +4,9 @@
  *   qfs_cache_get(key, len, fill) -> entry
  *     1. memory hit            -> entry (refcount +1)
  *     2. another thread filling -> wait on that key only, then as 1
- *     3. disk hit, verifies    -> loaded into memory -> entry
+ *     3. disk hit, verifies    -> loaded into memory -> entry (file's mtime touched:
+ *                                 the disk LRU clock)
+ *     3b. shared tier hit (-o cache_shared), verifies -> loaded, then copied locally
  *     4. otherwise this thread fills (no lock held while filling), publishes the
  *        entry, wakes waiters, and then the disk entry is written atomically (tmp +
  *        fsync + rename) behind: by a background writer thread that holds a reference
@@ -12,8 +14,10 @@
  *        min(256 MiB, mem_max / 2) is already queued, by this thread before it returns.
  *   qfs_cache_put(entry) when done with the bytes.
  * qfs_cache_flush waits for every queued write; qfs_cache_close drains the queue first.
- * Disk entries carry a header (magic, version, key, length, XXH3-64 of the payload) and
- * are verified on every load; a bad one is deleted, logged, and recomputed. */
+ * Disk entries carry a header (magic, version, key, length, XXH3-64 of the payload, codec
+ * tag) and are verified on every load; a bad one is deleted, logged, and recomputed.  The
+ * disk store is bounded by disk_max: after writes push it over, the least recently used
+ * entries (by file mtime) not in use here are evicted down to 90% (cache/store.h). */
 #ifndef QFS_CACHE_H
 #define QFS_CACHE_H
 
@@ -34,17 +38,42 @@ struct qfs_cache_entry {
 /* Fill dst with exactly len bytes.  0 or negative errno. */
 typedef int (*qfs_cache_fill_fn)(void *arg, uint8_t *dst, uint64_t len);
 
+/* An entry's tag: which codec, at which algorithm version, produced it, so that
+ * `quantfs cache gc` can drop entries no codec will ask for again.  Codec ids are frozen. */
+#define QFS_CACHE_TAG(codec, version) (((uint32_t)(codec) << 16) | ((uint32_t)(version) & 0xffff))
+enum qfs_cache_codec {
+    QFS_CODEC_NONE = 0,    /* untagged (tests, qfs_cache_get) */
+    QFS_CODEC_SRCHASH = 1, /* remembered source content hashes (qfs_cache_srchash_*) */
+    QFS_CODEC_GGUF = 2,    /* GGUF tensor chunks (codecs/gguf_file.c) */
+};
+#define QFS_SRCHASH_VERSION 1
+
 struct qfs_cache_stats {
     uint64_t mem_hits, disk_hits, fills, waits, disk_errors, corrupt_dropped;
+    uint64_t shared_hits;       /* loaded from the read-only shared tier */
+    uint64_t stale_dropped;     /* entries of another format version removed */
+    uint64_t disk_bytes;        /* bytes of the local store (estimate; exact after a scan) */
+    uint64_t disk_evicted;      /* entries evicted for disk_max (by this process) */
+    uint64_t srchash_hits, srchash_stored; /* remembered source hashes used / stored */
     uint64_t mem_bytes, mem_entries;
     uint64_t disk_writes;       /* entries written to disk */
     uint64_t disk_writes_sync;  /* of the attempts, made by the filling thread (queue full) */
     uint64_t write_queue_bytes; /* bytes queued or being written behind, now */
 };
 
-/* dir: on-disk store (created 0700 if missing) or NULL for memory only.
- * mem_max: bytes of memory cache (entries in use are never dropped).
+struct qfs_cache_opts {
+    const char *dir;        /* on-disk store (created 0700 if missing) or NULL: memory only */
+    const char *shared_dir; /* read-only second tier consulted after dir, or NULL */
+    const char *shared_key_file; /* with shared_dir: use only entries its MANIFEST lists
+                                    (SHA-256 checked), signed with this HMAC key */
+    uint64_t mem_max;       /* bytes of memory cache (entries in use are never dropped) */
+    uint64_t disk_max;      /* bytes of the on-disk store; 0: unbounded */
+};
+
+/* An unusable dir or shared_dir is not fatal: logged once, served from memory.
  * 0 or negative errno. */
+int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out);
+/* Same with only dir and mem_max. */
 int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out);
 /* Writes every queued entry, then frees the cache.  NULL is a no-op. */
 void qfs_cache_close(struct qfs_cache *c);
@@ -55,7 +84,25 @@ void qfs_cache_flush(struct qfs_cache *c);
 int qfs_cache_get(struct qfs_cache *c, const struct qfs_cache_key *key, uint64_t len,
                   qfs_cache_fill_fn fill, void *arg, const struct qfs_cache_entry **out,
                   int *outcome);
+/* The same, storing tag (QFS_CACHE_TAG) in the disk entry; qfs_cache_get uses tag 0. */
+int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, uint32_t tag,
+                         uint64_t len, qfs_cache_fill_fn fill, void *arg,
+                         const struct qfs_cache_entry **out, int *outcome);
 void qfs_cache_put(struct qfs_cache *c, const struct qfs_cache_entry *e);
+
+/* Remembered content hashes of source byte ranges, so a remount of unchanged files does
+ * not rehash them.  The identity is (device, inode, size, mtime in ns) of the file plus
+ * the range: a file changed in any of these never finds an old hash. */
+struct qfs_file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+};
+/* 0 and *hash, or -ENOENT (not remembered), or another negative errno.  c may be NULL. */
+int qfs_cache_srchash_get(struct qfs_cache *c, const struct qfs_file_id *id, uint64_t off,
+                          uint64_t len, struct qfs_cache_key *hash);
+/* Remember hash (written to the disk store behind).  c may be NULL (no-op). */
+void qfs_cache_srchash_put(struct qfs_cache *c, const struct qfs_file_id *id, uint64_t off,
+                           uint64_t len, const struct qfs_cache_key *hash);
 
 void qfs_cache_get_stats(struct qfs_cache *c, struct qfs_cache_stats *s);
 

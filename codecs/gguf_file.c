@@ -106,6 +106,21 @@ static void put(uint8_t **p, const void *src, size_t n)
 static void put_u32(uint8_t **p, uint32_t v) { put(p, &v, 4); }
 static void put_u64(uint8_t **p, uint64_t v) { put(p, &v, 8); }
 
+/* The keys llama-quantize's tool records about the imatrix.  The file is recorded by its
+ * name, not the path llama-quantize was given: the bytes must not depend on where the
+ * source is mounted. */
+static int imatrix_metadata(struct qfs_kvs *kv, const struct qfs_imatrix *im)
+{
+    int rc = qfs_kvs_set_str(kv, "quantize.imatrix.file", im->file_name);
+    if (rc == 0 && im->dataset)
+        rc = qfs_kvs_set_str(kv, "quantize.imatrix.dataset", im->dataset);
+    if (rc == 0)
+        rc = qfs_kvs_set_u32(kv, "quantize.imatrix.entries_count", (uint32_t)im->n_entries);
+    if (rc == 0 && im->chunk_count > 0)
+        rc = qfs_kvs_set_u32(kv, "quantize.imatrix.chunks_count", (uint32_t)im->chunk_count);
+    return rc;
+}
+
 int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_vfile **out)
 {
     const struct qfs_gguf_mix *mix = qfs_gguf_mix_find(type_name);
@@ -180,13 +195,25 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         .n_head = c->n_heads,
         .n_head_kv = c->n_kv_heads,
         .is_70b = permute && c->n_layers == 80 && c->n_heads != c->n_kv_heads,
-        .has_imatrix = false,
+        .has_imatrix = m->imatrix != NULL,
     };
     const char *why = NULL;
     if ((rc = qfs_gguf_plan(mix, &pm, vf->tensors, vf->n_tensors, &why)) < 0) {
         qfs_info("%s: not offering %s: %s (llama-quantize refuses it too)", m->dir, mix->name,
                  why ? why : strerror(-rc));
         goto fail;
+    }
+
+    /* llama-quantize passes the importance weights to the tensors it quantizes (type changed
+     * from the F16 file's), when the imatrix has an entry for them. */
+    for (int i = 0; i < vf->n_tensors && m->imatrix && !mix->converter; i++) {
+        struct qfs_vtensor *t = &vf->tensors[i];
+        const enum qfs_type stored = t->n_dims <= 1 ? QFS_TYPE_F32 : QFS_TYPE_F16;
+        const struct qfs_imatrix_entry *e = qfs_imatrix_find(m->imatrix, t->name);
+        if (t->type != stored && e && e->n == t->row_elems) {
+            t->imatrix = e->values;
+            qfs_hash128(e->values, (size_t)e->n * sizeof *e->values, &t->imatrix_hash);
+        }
     }
 
     kv = qfs_kvs_dup(m->kv);
@@ -201,6 +228,8 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         qfs_kvs_remove(kv, "general.file_type");
         if ((rc = qfs_kvs_set_u32(kv, "general.quantization_version", 2)) < 0 ||
             (rc = qfs_kvs_set_u32(kv, "general.file_type", mix->file_type)) < 0)
+            goto fail;
+        if (m->imatrix && (rc = imatrix_metadata(kv, m->imatrix)) < 0)
             goto fail;
     }
 

@@ -4,8 +4,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 #include "../util/log.h"
 #include "gguf_file.h"
@@ -25,10 +29,92 @@ void qfs_model_close(struct qfs_model *m)
     qfs_kvs_free(m->kv);
     qfs_st_close(m->st);
     qfs_hf_config_free(&m->cfg);
-    free(m->imatrix_path);
+    qfs_imatrix_free(m->imatrix);
     free(m->dir);
     free(m->name);
     free(m);
+}
+
+/* The model's importance matrix: o->imatrix, else imatrix.gguf or imatrix.dat in the model
+ * directory.  A file that cannot be used is logged and ignored (the model is then served
+ * without one, and the imatrix-only types are not offered); only ENOMEM is an error. */
+static int load_imatrix(struct qfs_model *m, const struct qfs_model_opts *o)
+{
+    char *path = NULL;
+    if (o && o->imatrix) {
+        path = strdup(o->imatrix);
+    } else {
+        static const char *names[] = {"imatrix.gguf", "imatrix.dat"};
+        for (size_t i = 0; i < 2 && !path; i++) {
+            char *p;
+            if (asprintf(&p, "%s/%s", m->dir, names[i]) < 0)
+                return -ENOMEM;
+            if (access(p, F_OK) == 0)
+                path = p;
+            else
+                free(p);
+        }
+        if (!path)
+            return 0;
+        /* found in the model directory: like every model file, it must not lead out of
+         * the source tree */
+        char *real = realpath(path, NULL);
+        size_t rl = o && o->root ? strlen(o->root) : 0;
+        if (o && o->root && (!real || strncmp(real, o->root, rl) != 0 || (real[rl] && real[rl] != '/'))) {
+            qfs_err("%s: symlink points outside the source tree: not used", path);
+            free(real);
+            free(path);
+            return 0;
+        }
+        free(real);
+    }
+    if (!path)
+        return -ENOMEM;
+    struct qfs_imatrix *im = NULL;
+    int rc = qfs_imatrix_load(path, &im);
+    if (rc == -ENOMEM) {
+        free(path);
+        return rc;
+    }
+    if (rc == 0) {
+        /* every tensor of the GGUF file is a possible entry; its row length must match */
+        const int nt = m->st->n_tensors;
+        int n = 0;
+        char **names = calloc((size_t)nt + 1, sizeof *names);
+        int64_t *ne0 = calloc((size_t)nt + 1, sizeof *ne0);
+        rc = names && ne0 ? 0 : -ENOMEM;
+        for (int i = 0; i < nt && rc == 0; i++) {
+            const struct qfs_st_tensor *s = &m->st->tensors[i];
+            int skip;
+            char *name = qfs_gguf_tensor_name(s->name, &skip);
+            if (!name)
+                continue;
+            names[n] = name;
+            ne0[n++] = s->shape[s->n_dims - 1] * (s->n_dims > 2 ? s->shape[s->n_dims - 3] : 1);
+        }
+        if (rc == 0)
+            rc = qfs_imatrix_check(im, (const char *const *)names, ne0, n);
+        for (int i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        free(ne0);
+        if (rc == -ENOMEM) {
+            qfs_imatrix_free(im);
+            free(path);
+            return rc;
+        }
+    }
+    if (rc < 0) {
+        qfs_warn("%s: importance matrix %s not used (see above): the imatrix-only types are "
+                 "not offered", m->dir, path);
+        qfs_imatrix_free(im);
+        im = NULL;
+    } else {
+        qfs_info("%s: using importance matrix %s (%d entries)", m->dir, path, im->n_entries);
+    }
+    free(path);
+    m->imatrix = im;
+    return 0;
 }
 
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out)
@@ -63,6 +149,7 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         goto fail;
     for (int i = 0; i < m->st->n_tensors; i++) {
         pthread_mutex_init(&m->memos[i].lock, NULL);
+        m->memos[i].shard = &m->st->shards[m->st->tensors[i].shard];
         int skip;
         char *name = qfs_gguf_tensor_name(m->st->tensors[i].name, &skip);
         if (name) {
@@ -75,13 +162,15 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
     }
     if ((rc = qfs_gguf_base_metadata(m)) < 0)
         goto fail;
+    if ((rc = load_imatrix(m, o)) < 0)
+        goto fail;
     rc = -ENOMEM;
     m->files = calloc((size_t)qfs_gguf_n_mixes, sizeof *m->files);
     if (!m->files)
         goto fail;
     for (int i = 0; i < qfs_gguf_n_mixes; i++) {
         struct qfs_vfile *vf;
-        if (qfs_gguf_mixes[i].imatrix_only)
+        if (qfs_gguf_mixes[i].imatrix_only && !m->imatrix)
             continue; /* offered with an importance matrix only */
         rc = qfs_gguf_build(m, qfs_gguf_mixes[i].name, &vf);
         if (rc == -ENOTSUP)
@@ -107,4 +196,28 @@ const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *na
         if (strcmp(m->files[i]->name, name) == 0)
             return m->files[i];
     return NULL;
+}
+
+void qfs_model_mark_stale(struct qfs_model *m)
+{
+    if (!atomic_exchange(&m->stale, 1))
+        qfs_warn("%s: a source file changed since the model was described; its virtual "
+                 "files answer EIO until the next rescan", m->dir);
+}
+
+int qfs_model_check_source(struct qfs_model *m, int shard)
+{
+    if (atomic_load_explicit(&m->stale, memory_order_relaxed))
+        return -ESTALE;
+    if (shard < 0 || shard >= m->st->n_shards)
+        return -EINVAL;
+    const struct qfs_st_shard *sh = &m->st->shards[shard];
+    struct stat st;
+    if (fstat(sh->fd, &st) < 0 || st.st_dev != sh->dev || st.st_ino != sh->ino ||
+        (uint64_t)st.st_size != sh->size ||
+        (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != sh->mtime_ns) {
+        qfs_model_mark_stale(m);
+        return -ESTALE;
+    }
+    return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "gguf_kv.h"
 #include "hf_config.h"
+#include "imatrix.h"
 #include "safetensors.h"
 #include "vfile.h"
 
@@ -20,7 +21,9 @@ struct qfs_model {
     int n_files;
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     int64_t n_params;          /* elements of all GGUF tensors (size label) */
-    char *imatrix_path;        /* the importance matrix in use, or NULL */
+    struct qfs_imatrix *imatrix; /* the importance matrix in use, or NULL */
+    _Atomic int stale;         /* set once a source file no longer matches this description
+                                  (qfs_model_check_source): never produce from it again */
 };
 
 struct qfs_model_opts {
@@ -34,6 +37,12 @@ struct qfs_model_opts {
  * 0 or negative errno (the reason was logged, naming the file). */
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);
+/* Does shard `shard` of m still have the identity it was described from (fstat of the
+ * kept fd: dev, ino, size, mtime_ns)?  0, or -ESTALE (then, and for ever after, m->stale
+ * is set: the model must be described again).  Thread-safe. */
+int qfs_model_check_source(struct qfs_model *m, int shard);
+/* Mark m stale (its mapped bytes can no longer be trusted).  Thread-safe. */
+void qfs_model_mark_stale(struct qfs_model *m);
 /* Lookup by virtual file name; NULL when absent. */
 const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name);
 

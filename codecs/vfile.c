@@ -2,8 +2,16 @@
 #include "vfile.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+static _Atomic(struct qfs_cache *) hash_store;
+
+void qfs_vfile_set_hash_store(struct qfs_cache *c)
+{
+    atomic_store(&hash_store, c);
+}
 
 void qfs_vfile_free(struct qfs_vfile *vf)
 {
@@ -67,7 +75,7 @@ int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst
         qfs_to_f32(t->src->dtype,
                    t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes,
                    f + r * t->row_elems, t->row_elems);
-    size_t n = qfs_quantize_rows(t->type, f, dst, nrows, t->row_elems, NULL);
+    size_t n = qfs_quantize_rows(t->type, f, dst, nrows, t->row_elems, t->imatrix);
     free(f);
     return n == (size_t)nrows * t->row_bytes ? 0 : -EINVAL;
 }
@@ -78,7 +86,20 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
     struct qfs_src_memo *m = t->memo;
     pthread_mutex_lock(&m->lock);
     if (!m->done) { /* hashing under the lock: concurrent first users wait for one hash */
-        qfs_hash128(t->src->data, t->src->nbytes, &m->hash);
+        struct qfs_cache *store = atomic_load(&hash_store);
+        struct qfs_file_id id = {0};
+        if (m->shard) {
+            id = (struct qfs_file_id){.dev = (uint64_t)m->shard->dev,
+                                      .ino = (uint64_t)m->shard->ino,
+                                      .size = m->shard->size,
+                                      .mtime_ns = m->shard->mtime_ns};
+        }
+        if (!store || !m->shard ||
+            qfs_cache_srchash_get(store, &id, t->src->file_offset, t->src->nbytes, &m->hash) < 0) {
+            qfs_hash128(t->src->data, t->src->nbytes, &m->hash);
+            if (store && m->shard)
+                qfs_cache_srchash_put(store, &id, t->src->file_offset, t->src->nbytes, &m->hash);
+        }
         m->done = 1;
     }
     struct qfs_cache_key src = m->hash;
@@ -99,6 +120,9 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform_heads);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->type);
+    rc |= qfs_keybuf_add_u64(&kb, t->imatrix != NULL);
+    if (t->imatrix)
+        rc |= qfs_keybuf_add(&kb, t->imatrix_hash.b, sizeof t->imatrix_hash.b);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->row_elems);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)row0);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)nrows);

@@ -22,11 +22,15 @@ enum qfs_xform {
 };
 
 /* Content hash of one source tensor, computed on first use and shared by every
- * virtual file of the model (owned by the model). */
+ * virtual file of the model (owned by the model).  Remembered across mounts through the
+ * hash store (qfs_vfile_set_hash_store) under the shard's (dev, ino, size, mtime_ns) and
+ * the tensor's byte range, so unchanged files are not rehashed. */
 struct qfs_src_memo {
     pthread_mutex_t lock; /* protects done and hash */
     int done;
     struct qfs_cache_key hash;
+    const struct qfs_st_shard *shard; /* the tensor's file (set by the model); NULL: not
+                                         remembered across mounts */
 };
 
 struct qfs_vtensor {
@@ -44,6 +48,8 @@ struct qfs_vtensor {
     int64_t rows_per_chunk;
     int64_t n_chunks;
     struct qfs_src_memo *memo;       /* the source tensor's content hash (model-owned) */
+    const float *imatrix;            /* row_elems importance weights (model-owned) or NULL */
+    struct qfs_cache_key imatrix_hash; /* XXH3-128 of those weights (when imatrix) */
 };
 
 struct qfs_vfile {
@@ -71,6 +77,10 @@ int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst
  * Hashes the source tensor on first use.  0 or negative errno. */
 int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
                     struct qfs_cache_key *key);
+
+/* Where source content hashes are remembered across mounts (the chunk cache); NULL: not
+ * remembered.  Set once the cache is open and cleared before it closes. */
+void qfs_vfile_set_hash_store(struct qfs_cache *c);
 
 /* Source row index for output row r under t's transform. */
 int64_t qfs_vtensor_src_row(const struct qfs_vtensor *t, int64_t r);

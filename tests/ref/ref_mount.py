@@ -4,6 +4,8 @@
   ref_mount.py digests   every type of both fixtures: tensor names, shapes, types, offsets,
                          data SHA-256 and metadata equal the reference files (F16/BF16
                          byte-identical to the converter's files)
+  ref_mount.py imatrix   tinyllama-256 with llama.cpp's importance matrix: every type
+                         (including the imatrix-only IQ types) equals llama-quantize --imatrix
   ref_mount.py llama     every mounted file loads in llama.cpp (npm libllama, mmap);
                          32-token greedy generations from our F16 equal the reference F16's;
                          perplexity of our F16 and Q8_0 equals the reference files'
@@ -20,7 +22,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qfstest as q  # noqa: E402
 
 FIXTURES = ["babyllama-105", "tinyllama-256"]
-TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]
 GGUF_REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gguf_ref.py")
 
 
@@ -33,9 +34,29 @@ def llama(*args, timeout=600):
     return r.returncode, r.stdout, r.stderr
 
 
+def ref_types(model, prefix=""):
+    """Every type llama.cpp's references exist for (<model>.<prefix><TYPE>.json)."""
+    out = []
+    for n in sorted(os.listdir(os.path.join(q.SHARED, "reference", model))):
+        head = f"{model}.{prefix}"
+        if n.startswith(head) and n.endswith(".json"):
+            t = n[len(head):-5]
+            if "." not in t:
+                out.append(t)
+    return out
+
+
 def digests(mnt):
     for model in FIXTURES:
-        for t in TYPES:
+        offered = {n[len(model) + 1:-5] for n in os.listdir(os.path.join(mnt, model)) if n.endswith(".gguf")}
+        types = ref_types(model)
+        q.check(set(types) <= offered, f"{model}: every reference type is offered "
+                f"(missing: {sorted(set(types) - offered)})")
+        q.check(offered <= set(types), f"{model}: nothing offered that llama-quantize refuses "
+                f"(extra: {sorted(offered - set(types))})")
+        for t in types:
+            if t not in offered:
+                continue
             path = os.path.join(mnt, model, f"{model}.{t}.gguf")
             r = subprocess.run([sys.executable, GGUF_REF, "compare", path, ref(model, f"{model}.{t}.json")],
                                capture_output=True, text=True)
@@ -46,6 +67,28 @@ def digests(mnt):
             if t in ("F16", "BF16"):
                 q.check(filecmp.cmp(path, ref(model, f"{model}.{t}.gguf"), shallow=False),
                         f"{model}.{t}: byte-identical to the converter's file")
+
+
+def imatrix_digests(mnt):
+    """tinyllama-256 mounted with llama.cpp's importance matrix: every quantized type equals
+    llama-quantize --imatrix's output.  quantize.imatrix.file differs by design (we record
+    the file's name, llama-quantize the path it was given), which also shifts offsets."""
+    model = "tinyllama-256"
+    offered = {n[len(model) + 1:-5] for n in os.listdir(os.path.join(mnt, model)) if n.endswith(".gguf")}
+    types = ref_types(model, "imatrix.")
+    q.check(set(types) <= offered, f"{model} with imatrix: every reference type is offered "
+            f"(missing: {sorted(set(types) - offered)})")
+    for t in types:
+        if t not in offered:
+            continue
+        path = os.path.join(mnt, model, f"{model}.{t}.gguf")
+        r = subprocess.run([sys.executable, GGUF_REF, "compare", path, ref(model, f"{model}.imatrix.{t}.json"),
+                            "--ignore-key", "quantize.imatrix.file", "--ignore-order"],
+                           capture_output=True, text=True)
+        out = (r.stdout + r.stderr).strip().splitlines()
+        q.check(r.returncode == 0, f"{model}.{t} (imatrix): {out[-1] if out else ''}")
+        if r.returncode:
+            print("\n".join(out[:20]))
 
 
 def ppl(path, chunks):
@@ -61,8 +104,11 @@ def ppl(path, chunks):
 def llama_checks(mnt, tmp):
     models = FIXTURES + ["qwen2-bpe-tiny"]
     for model in models:
-        for t in TYPES:
-            path = os.path.join(mnt, model, f"{model}.{t}.gguf")
+        for n in sorted(os.listdir(os.path.join(mnt, model))):
+            if not n.endswith(".gguf"):
+                continue
+            t = n[len(model) + 1:-5]
+            path = os.path.join(mnt, model, n)
             rc, out, err = llama("load", path)
             q.check(rc == 0, f"llama.cpp loads {model}.{t}.gguf: {out.strip().splitlines()[:1]}")
             if rc:
@@ -113,8 +159,13 @@ def main():
     if what == "llama":
         q.need_llama()
     t = q.tmpdir("ref")
-    with q.Mount(os.path.join(q.SHARED, "models"), os.path.join(t, "mnt"), f"cache={t}/cache") as m:
-        if what == "digests":
+    opts = f"cache={t}/cache"
+    if what == "imatrix":
+        opts += ",imatrix=tinyllama-256=" + ref("tinyllama-256", "tinyllama-256.imatrix.gguf")
+    with q.Mount(os.path.join(q.SHARED, "models"), os.path.join(t, "mnt"), opts) as m:
+        if what == "imatrix":
+            imatrix_digests(m.mnt)
+        elif what == "digests":
             digests(m.mnt)
         else:
             llama_checks(m.mnt, t)
