@@ -13,10 +13,15 @@
 #include "../util/log.h"
 #include "namespace.h"
 #include "read.h"
+#include "rescan.h"
 
-/* Handle of an open /.quantfs/status: the snapshot rendered at open. */
-struct status_fh {
-    char *text;
+/* Handle of an open file or directory: the generation it was opened in (a reference, so
+ * its nodes and model description live until release) and its node. */
+struct qfs_fh {
+    struct qfs_ns *ns;
+    const struct qfs_node *n;
+    int fd;     /* QFS_NODE_FILE: the source file */
+    char *text; /* QFS_NODE_STATUS: the snapshot rendered at open */
     size_t len;
 };
 
@@ -25,9 +30,20 @@ static struct qfs_ll *ll_of(fuse_req_t req)
     return fuse_req_userdata(req);
 }
 
-static const struct qfs_node *node_of(fuse_req_t req, fuse_ino_t ino)
+static struct qfs_fh *fh_of(const struct fuse_file_info *fi)
 {
-    return qfs_ns_node(ll_of(req)->ns, ino);
+    return (struct qfs_fh *)(uintptr_t)fi->fh;
+}
+
+static void fh_free(struct qfs_ll *ll, struct qfs_fh *h)
+{
+    if (!h)
+        return;
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h->text);
+    qfs_live_release(ll->live, h->ns);
+    free(h);
 }
 
 static void qfs_ll_init(void *userdata, struct fuse_conn_info *conn)
@@ -49,21 +65,21 @@ static void qfs_ll_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* Work function: 0 and *e, or an errno.  A miss is a cached negative entry (ino 0). */
-static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
+static int do_lookup(const struct qfs_ns *ns, fuse_ino_t parent, const char *name,
                      struct fuse_entry_param *e)
 {
-    const struct qfs_node *dir = node_of(req, parent), *n;
+    const struct qfs_node *dir = qfs_ns_node(ns, parent), *n;
     if (!dir)
-        return ESTALE;
+        return ENOENT; /* a directory the source no longer has */
     memset(e, 0, sizeof *e);
     e->attr_timeout = QFS_LL_TIMEOUT;
     e->entry_timeout = QFS_LL_TIMEOUT;
-    int rc = qfs_ns_lookup(ll_of(req)->ns, dir, name, &n);
+    int rc = qfs_ns_lookup(ns, dir, name, &n);
     if (rc == -ENOENT)
-        return 0; /* e->ino = 0: negative entry */
+        return 0; /* e->ino = 0: negative entry (a rescan that adds the name drops it) */
     if (rc < 0)
         return -rc;
-    e->ino = qfs_ns_ino(ll_of(req)->ns, n);
+    e->ino = qfs_ns_ino(ns, n);
     e->attr = n->st;
     if (n->kind == QFS_NODE_STATUS)
         e->attr_timeout = 0; /* served with direct_io; its size is not meaningful */
@@ -72,50 +88,82 @@ static int do_lookup(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void qfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    struct qfs_ll *ll = ll_of(req);
+    struct qfs_ns *ns = qfs_live_acquire(ll->live);
     struct fuse_entry_param e;
-    int rc = do_lookup(req, parent, name, &e);
+    int rc = do_lookup(ns, parent, name, &e);
     if (rc)
         fuse_reply_err(req, rc);
     else
         fuse_reply_entry(req, &e);
+    qfs_live_release(ll->live, ns);
 }
 
 static void qfs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
-    const struct qfs_node *n = node_of(req, ino);
-    if (!n)
+    /* Any live generation: an open file of an older one still answers fstat. */
+    struct qfs_ll *ll = ll_of(req);
+    const struct qfs_node *n = NULL;
+    struct qfs_ns *ns = qfs_live_acquire_ino(ll->live, ino, &n);
+    if (!ns) {
         fuse_reply_err(req, ESTALE);
-    else
-        fuse_reply_attr(req, &n->st, n->kind == QFS_NODE_STATUS ? 0 : QFS_LL_TIMEOUT);
+        return;
+    }
+    fuse_reply_attr(req, &n->st, n->kind == QFS_NODE_STATUS ? 0 : QFS_LL_TIMEOUT);
+    qfs_live_release(ll->live, ns);
+}
+
+/* Open ino in the current generation: a new handle holding a reference on it, or an
+ * errno.  A number only an older generation knows is ESTALE: the kernel then looks the
+ * name up again and opens what the source holds now. */
+static int fh_new(struct qfs_ll *ll, fuse_ino_t ino, struct qfs_fh **out)
+{
+    struct qfs_fh *h = calloc(1, sizeof *h);
+    if (!h)
+        return ENOMEM;
+    h->fd = -1;
+    h->ns = qfs_live_acquire(ll->live);
+    h->n = qfs_ns_node(h->ns, ino);
+    if (!h->n) {
+        fh_free(ll, h);
+        return ESTALE;
+    }
+    *out = h;
+    return 0;
+}
+
+static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct qfs_fh *h)
+{
+    fi->fh = (uint64_t)(uintptr_t)h;
+    if (fuse_reply_open(req, fi) == -ENOENT) /* interrupted: no release will come */
+        fh_free(ll_of(req), h);
 }
 
 static void qfs_ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    const struct qfs_node *n = node_of(req, ino);
-    if (!n) {
-        fuse_reply_err(req, ESTALE);
-        return;
+    struct qfs_ll *ll = ll_of(req);
+    struct qfs_fh *h = NULL;
+    int rc = fh_new(ll, ino, &h);
+    if (rc == 0 && h->n->kind != QFS_NODE_DIR) {
+        fh_free(ll, h);
+        rc = ENOTDIR;
     }
-    if (n->kind != QFS_NODE_DIR) {
-        fuse_reply_err(req, ENOTDIR);
+    if (rc) {
+        fuse_reply_err(req, rc);
         return;
     }
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
-    fuse_reply_open(req, fi);
+    reply_open(req, fi, h);
 }
 
 /* Work function: fill buf (size bytes) with entries from offset off; *used set. */
-static int do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, char *buf,
-                      size_t *used)
+static int do_readdir(fuse_req_t req, const struct qfs_fh *h, size_t size, off_t off,
+                      char *buf, size_t *used)
 {
-    const struct qfs_ns *ns = ll_of(req)->ns;
-    const struct qfs_node *dir = qfs_ns_node(ns, ino);
-    if (!dir)
-        return ESTALE;
-    if (dir->kind != QFS_NODE_DIR)
-        return ENOTDIR;
+    const struct qfs_ns *ns = h->ns; /* the generation opened: offsets stay consistent */
+    const struct qfs_node *dir = h->n;
     /* Offsets: 0 ".", 1 "..", 2 + i child i; an entry's d_off is the next offset. */
     size_t pos = 0;
     for (uint64_t i = (uint64_t)off; i < 2u + dir->n_children; i++) {
@@ -144,14 +192,14 @@ static int do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, ch
 static void qfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi)
 {
-    (void)fi;
+    (void)ino;
     char *buf = malloc(size ? size : 1);
     size_t used = 0;
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    int rc = do_readdir(req, ino, size, off, buf, &used);
+    int rc = do_readdir(req, fh_of(fi), size, off, buf, &used);
     if (rc)
         fuse_reply_err(req, rc);
     else
@@ -162,57 +210,55 @@ static void qfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void qfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    (void)fi;
+    fh_free(ll_of(req), fh_of(fi));
     fuse_reply_err(req, 0);
 }
 
-static int do_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int do_open(struct qfs_ll *ll, fuse_ino_t ino, struct fuse_file_info *fi,
+                   struct qfs_fh **out)
 {
-    struct qfs_ll *ll = ll_of(req);
-    const struct qfs_node *n = qfs_ns_node(ll->ns, ino);
-    if (!n)
-        return ESTALE;
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
         return EROFS;
-    switch (n->kind) {
+    struct qfs_fh *h = NULL;
+    int rc = fh_new(ll, ino, &h);
+    if (rc)
+        return rc;
+    switch (h->n->kind) {
     case QFS_NODE_DIR:
-        return EISDIR;
-    case QFS_NODE_FILE: {
-        int fd = qfs_ns_open_file(ll->ns, n);
-        if (fd < 0)
-            return -fd;
-        fi->fh = (uint64_t)fd;
-        fi->keep_cache = 1;
-        return 0;
-    }
-    case QFS_NODE_VFILE:
-        fi->fh = 0;
-        fi->keep_cache = 1; /* attributes never change: the page cache stays valid */
-        return 0;
-    case QFS_NODE_STATUS: {
-        struct status_fh *h = calloc(1, sizeof *h);
-        if (!h)
-            return ENOMEM;
-        int rc = qfs_status_render(ll->ns, ll->cache, &ll->info, &h->text, &h->len);
-        if (rc < 0) {
-            free(h);
-            return -rc;
+        rc = EISDIR;
+        break;
+    case QFS_NODE_FILE:
+        h->fd = qfs_ns_open_file(h->ns, h->n);
+        if (h->fd < 0) {
+            rc = -h->fd;
+            h->fd = -1;
         }
-        fi->fh = (uint64_t)(uintptr_t)h;
+        fi->keep_cache = 1;
+        break;
+    case QFS_NODE_VFILE:
+        fi->keep_cache = 1; /* an inode number's bytes never change: pages stay valid */
+        break;
+    case QFS_NODE_STATUS:
+        rc = -qfs_status_render(h->ns, ll->cache, &ll->info, &h->text, &h->len);
         fi->direct_io = 1;
-        return 0;
+        break;
     }
+    if (rc) {
+        fh_free(ll, h);
+        return rc;
     }
-    return EINVAL;
+    *out = h;
+    return 0;
 }
 
 static void qfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    int rc = do_open(req, ino, fi);
+    struct qfs_fh *h = NULL;
+    int rc = do_open(ll_of(req), ino, fi, &h);
     if (rc)
         fuse_reply_err(req, rc);
-    else if (fuse_reply_open(req, fi) == -ENOENT)
-        qfs_warn("open: request interrupted, handle leaked until unmount");
+    else
+        reply_open(req, fi, h);
 }
 
 static void read_file(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
@@ -220,7 +266,7 @@ static void read_file(fuse_req_t req, size_t size, off_t off, struct fuse_file_i
     /* The bytes go from the source file to the kernel by splice when it can. */
     struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
     bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-    bv.buf[0].fd = (int)fi->fh;
+    bv.buf[0].fd = fh_of(fi)->fd;
     bv.buf[0].pos = off;
     fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
@@ -251,7 +297,7 @@ static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, of
 
 static void read_status(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    const struct status_fh *h = (const struct status_fh *)(uintptr_t)fi->fh;
+    const struct qfs_fh *h = fh_of(fi);
     if (off < 0 || (size_t)off >= h->len) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -274,11 +320,8 @@ static void read_status(fuse_req_t req, size_t size, off_t off, struct fuse_file
 static void qfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_file_info *fi)
 {
-    const struct qfs_node *n = node_of(req, ino);
-    if (!n) {
-        fuse_reply_err(req, ESTALE);
-        return;
-    }
+    (void)ino;
+    const struct qfs_node *n = fh_of(fi)->n;
     switch (n->kind) {
     case QFS_NODE_FILE:
         read_file(req, size, off, fi);
@@ -297,22 +340,16 @@ static void qfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void qfs_ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    const struct qfs_node *n = node_of(req, ino);
-    if (n && n->kind == QFS_NODE_FILE) {
-        close((int)fi->fh);
-    } else if (n && n->kind == QFS_NODE_STATUS) {
-        struct status_fh *h = (struct status_fh *)(uintptr_t)fi->fh;
-        if (h)
-            free(h->text);
-        free(h);
-    }
+    (void)ino;
+    fh_free(ll_of(req), fh_of(fi));
     fuse_reply_err(req, 0);
 }
 
 static void qfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     (void)ino;
-    const struct qfs_ns *ns = ll_of(req)->ns;
+    struct qfs_ll *ll = ll_of(req);
+    struct qfs_ns *ns = qfs_live_acquire(ll->live);
     struct statvfs sv;
     memset(&sv, 0, sizeof sv);
     uint64_t bytes = 0;
@@ -325,6 +362,7 @@ static void qfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
     sv.f_files = ns->n_nodes;
     sv.f_namemax = 255;
     sv.f_flag = ST_RDONLY;
+    qfs_live_release(ll->live, ns);
     fuse_reply_statfs(req, &sv);
 }
 

@@ -6,15 +6,17 @@
 #include "status.h"
 
 struct fuse_lowlevel_ops;
-struct qfs_ns;
+struct qfs_live;
 struct qfs_cache;
 struct qfs_prefetch;
 
-#define QFS_LL_TIMEOUT 86400.0 /* entry/attr timeout: the namespace never changes */
+/* entry/attr timeout: an inode number's content never changes, and a rescan that changes
+ * what a name denotes tells the kernel (rescan.h) */
+#define QFS_LL_TIMEOUT 86400.0
 
 /* The session's userdata. */
 struct qfs_ll {
-    struct qfs_ns *ns;
+    struct qfs_live *live; /* the namespace generations: qfs_live_acquire/release */
     struct qfs_cache *cache;
     struct qfs_prefetch *prefetch; /* NULL: prefetch disabled */
     struct qfs_status_info info;

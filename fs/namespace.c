@@ -1,17 +1,26 @@
 /* Inode numbers.
  *
- * The namespace is an array of nodes built once at mount, breadth first: the root is
- * node 0, and when a directory is scanned all of its children are appended together,
- * sorted by name (strcmp).  So the children of every directory are one contiguous,
- * sorted slice [first_child, first_child + n_children) that lookup binary-searches.
+ * A namespace is an array of nodes built breadth first: the root is node 0, and when a
+ * directory is scanned all of its children are appended together, sorted by name
+ * (strcmp).  So the children of every directory are one contiguous, sorted slice
+ * [first_child, first_child + n_children) that lookup binary-searches.
  *
- *   fuse_ino_t ino = node index + 1        (root: index 0 -> FUSE_ROOT_ID = 1)
+ * Generation 0 (the mount):   fuse_ino_t ino = node index + 1   (root: FUSE_ROOT_ID = 1)
+ * so the numbering is a pure function of the source listing: the same source gives the
+ * same inode numbers on every mount.
  *
- * A virtual file's node carries its model and qfs_vfile pointers, so an inode maps to
- * (model, virtual file) by one array access.  The numbering is a pure function of the
- * source listing (names, types, and which directories are models): the same source
- * gives the same inode numbers on every mount.  Nodes live until unmount, so no
- * lookup counts or forget bookkeeping are needed. */
+ * A rescan builds generation g+1 next to g (qfs_ns_rebuild).  A node of g+1 whose path,
+ * kind and identity match a node of g keeps that node's number: directories by path; a
+ * passthrough file while its source file (device, inode, size, mtime) is the same; a
+ * virtual file while its model description is the same object (models whose directory
+ * fingerprint is unchanged are shared, not reopened).  Any other node gets next_ino++,
+ * a number no generation used before.  So an inode number always denotes one content:
+ * the kernel may keep attributes and pages of a number forever, and a handle opened on
+ * an old number keeps reading the content it opened.  Each generation maps numbers to
+ * nodes by a small open-addressing table (node index + 1 in generation 0 is its fast
+ * path).  Nodes live as long as their generation (rescan.c keeps old generations until
+ * their last handle is released), so no lookup counts or forget bookkeeping are needed:
+ * a number no live generation knows is answered ESTALE. */
 #include "namespace.h"
 
 #include <dirent.h>
@@ -23,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../cache/cache.h"
 #include "../codecs/model.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
@@ -37,6 +47,7 @@ struct ent {
     char *relpath;                 /* FILE/DIR: real path below the source root */
     struct stat st;                /* source attributes (the link target for symlinks) */
     const struct qfs_vfile *vf;
+    int vf_index;                  /* VFILE: index in the model's files */
 };
 
 struct builder {
@@ -47,6 +58,7 @@ struct builder {
     int root_kind;      /* 0 directory of entries, 1 model, 2 failed model (plain tree) */
     int models_cap, skips_cap;
     const struct qfs_ns_opts *opts; /* may be NULL */
+    const struct qfs_ns *prev;      /* the generation before, or NULL */
 };
 
 /* The -o imatrix=MODEL=FILE given for the model directory named `name`, or NULL. */
@@ -127,7 +139,160 @@ static const char *model_probe(int dfd)
     return why;
 }
 
-/* Try to serve directory node idx (real path abs) as a model.  0 (served or skipped,
+/* ---- model descriptions ---- */
+
+static void desc_put(struct qfs_ns_desc *d)
+{
+    if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
+        return;
+    qfs_model_close(d->model);
+    free(d->stats);
+    free(d->abs);
+    free(d->imatrix);
+    free(d);
+}
+
+struct fp_ent {
+    char *name;
+    struct stat st;
+    int ok;
+};
+
+static int fp_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct fp_ent *)a)->name, ((const struct fp_ent *)b)->name);
+}
+
+static int fp_add_stat(struct qfs_cache_keybuf *kb, const struct stat *st)
+{
+    int rc = 0;
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)(st->st_mode & S_IFMT));
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)st->st_size);
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)st->st_mtim.tv_sec);
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)st->st_mtim.tv_nsec);
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)st->st_ino);
+    rc |= qfs_keybuf_add_u64(kb, (uint64_t)st->st_dev);
+    return rc;
+}
+
+/* Fingerprint of what a model description is made from: every entry of the directory
+ * (name; type, size, mtime, inode and device of what it names, symlinks followed) and
+ * the importance matrix file given by option.  0 or -ENOMEM (an unreadable directory
+ * or entry still gives a fingerprint). */
+static int fingerprint(const char *abs, const char *imatrix, uint8_t out[16])
+{
+    struct fp_ent *e = NULL;
+    int n = 0, cap = 0, rc = 0;
+    DIR *d = opendir(abs);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            if (n == cap) {
+                int c = cap ? 2 * cap : 32;
+                void *p = realloc(e, (size_t)c * sizeof *e);
+                if (!p) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                e = p;
+                cap = c;
+            }
+            struct fp_ent *x = &e[n];
+            if (!(x->name = strdup(de->d_name))) {
+                rc = -ENOMEM;
+                break;
+            }
+            x->ok = fstatat(dirfd(d), de->d_name, &x->st, 0) == 0 ||
+                    fstatat(dirfd(d), de->d_name, &x->st, AT_SYMLINK_NOFOLLOW) == 0;
+            n++;
+        }
+        closedir(d);
+    }
+    if (n > 1)
+        qsort(e, (size_t)n, sizeof *e, fp_cmp);
+    struct qfs_cache_keybuf kb;
+    qfs_keybuf_init(&kb);
+    int bad = qfs_keybuf_add(&kb, "quantfs-model-dir", 17);
+    bad |= qfs_keybuf_add_u64(&kb, d ? 1 : 0);
+    for (int i = 0; i < n; i++) {
+        bad |= qfs_keybuf_add(&kb, e[i].name, strlen(e[i].name));
+        if (e[i].ok)
+            bad |= fp_add_stat(&kb, &e[i].st);
+        free(e[i].name);
+    }
+    free(e);
+    if (imatrix) {
+        struct stat st;
+        bad |= qfs_keybuf_add(&kb, imatrix, strlen(imatrix));
+        if (stat(imatrix, &st) == 0)
+            bad |= fp_add_stat(&kb, &st);
+    }
+    struct qfs_cache_key k;
+    qfs_keybuf_finish(&kb, &k);
+    memcpy(out, k.b, 16);
+    return rc ? rc : bad ? -ENOMEM : 0;
+}
+
+static int str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* The previous generation's description of abs, if it still holds: same directory, same
+ * importance matrix option, same fingerprint, never found stale. */
+static struct qfs_ns_desc *desc_reuse(const struct builder *b, const char *abs,
+                                      const char *imatrix, const uint8_t fp[16])
+{
+    const struct qfs_ns *prev = b->prev;
+    if (!prev)
+        return NULL;
+    for (int i = 0; i < prev->n_models; i++) {
+        struct qfs_ns_desc *d = prev->models[i].desc;
+        if (d && !strcmp(d->abs, abs) && str_eq(d->imatrix, imatrix) &&
+            !memcmp(d->fp, fp, 16) && !atomic_load(&d->model->stale))
+            return d;
+    }
+    return NULL;
+}
+
+/* Describe the model in abs (qfs_model_open), with fingerprint fp.  0, -ENOMEM, or the
+ * model's error (*why filled). */
+static int desc_open(const struct builder *b, const char *abs, const char *imatrix,
+                     const uint8_t fp[16], struct qfs_ns_desc **out)
+{
+    struct qfs_ns_desc *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    atomic_init(&d->refs, 1);
+    memcpy(d->fp, fp, 16);
+    d->abs = strdup(abs);
+    d->imatrix = imatrix ? strdup(imatrix) : NULL;
+    if (!d->abs || (imatrix && !d->imatrix)) {
+        desc_put(d);
+        return -ENOMEM;
+    }
+    const struct qfs_model_opts mo = {.root = b->ns->source, .imatrix = imatrix};
+    int rc = qfs_model_open(abs, &mo, &d->model);
+    if (rc < 0) {
+        d->model = NULL;
+        desc_put(d);
+        return rc;
+    }
+    d->stats = calloc((size_t)d->model->n_files, sizeof *d->stats);
+    if (!d->stats) {
+        desc_put(d);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < d->model->n_files; i++)
+        d->stats[i].model = d->model;
+    *out = d;
+    return 0;
+}
+
+/* Try to serve directory node idx (real path abs) as a model: the previous generation's
+ * description when its fingerprint still holds, else a new one.  0 (served or skipped,
  * the reason recorded) or -ENOMEM. */
 static int try_model(struct builder *b, uint32_t idx, const char *abs, const char *shown)
 {
@@ -138,21 +303,35 @@ static int try_model(struct builder *b, uint32_t idx, const char *abs, const cha
         close(dfd);
     if (why)
         return add_skip(b, abs, why);
-    struct qfs_model *m = NULL;
     const char *base = strrchr(abs, '/');
-    const struct qfs_model_opts mo = {.root = ns->source,
-                                      .imatrix = imatrix_for(b, base ? base + 1 : abs)};
-    int rc = qfs_model_open(abs, &mo, &m);
-    if (rc < 0) {
-        char reason[128];
-        snprintf(reason, sizeof reason, "cannot open the model: %s", strerror(-rc));
-        return add_skip(b, abs, reason);
+    const char *imatrix = imatrix_for(b, base ? base + 1 : abs);
+    uint8_t fp[16], fp2[16];
+    int rc = fingerprint(abs, imatrix, fp);
+    if (rc < 0)
+        return rc;
+    struct qfs_ns_desc *d = desc_reuse(b, abs, imatrix, fp);
+    if (d) {
+        atomic_fetch_add(&d->refs, 1);
+    } else {
+        rc = desc_open(b, abs, imatrix, fp, &d);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc < 0) {
+            char reason[128];
+            snprintf(reason, sizeof reason, "cannot open the model: %s", strerror(-rc));
+            return add_skip(b, abs, reason);
+        }
+        /* Changed while it was read: keep the description (the fingerprint from before,
+         * so the next rescan describes it again) and ask for that rescan. */
+        if (fingerprint(abs, imatrix, fp2) == 0 && memcmp(fp, fp2, 16) != 0)
+            ns->unsettled = 1;
+        qfs_info("%s: serving %d virtual files", abs, d->model->n_files);
     }
     if (ns->n_models == b->models_cap) {
         int cap = b->models_cap ? 2 * b->models_cap : 8;
         void *p = realloc(ns->models, (size_t)cap * sizeof *ns->models);
         if (!p) {
-            qfs_model_close(m);
+            desc_put(d);
             return -ENOMEM;
         }
         ns->models = p;
@@ -162,13 +341,13 @@ static int try_model(struct builder *b, uint32_t idx, const char *abs, const cha
     memset(nm, 0, sizeof *nm);
     nm->path = strdup(shown);
     if (!nm->path) {
-        qfs_model_close(m);
+        desc_put(d);
         return -ENOMEM;
     }
-    nm->model = m;
+    nm->model = d->model;
+    nm->desc = d;
     ns->n_models++;
-    ns->nodes[idx].model = m;
-    qfs_info("%s: serving %d virtual files", abs, m->n_files);
+    ns->nodes[idx].model = d->model;
     return 0;
 }
 
@@ -312,7 +491,17 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
     x->relpath = rel;
     x->st = st;
     x->vf = NULL;
+    x->vf_index = -1;
     return 1;
+}
+
+/* The description serving model m (m is in ns->models). */
+static struct qfs_ns_desc *desc_of(const struct qfs_ns *ns, const struct qfs_model *m)
+{
+    for (int k = 0; k < ns->n_models; k++)
+        if (ns->models[k].model == m)
+            return ns->models[k].desc;
+    return NULL;
 }
 
 /* Scan directory node idx and append its children. */
@@ -378,7 +567,8 @@ static int scan_dir(struct builder *b, uint32_t idx)
                          ns->source, dir_rel, vf->name);
                 continue;
             }
-            struct ent x = {.name = strdup(vf->name), .kind = QFS_NODE_VFILE, .st = vst, .vf = vf};
+            struct ent x = {.name = strdup(vf->name), .kind = QFS_NODE_VFILE, .st = vst, .vf = vf,
+                            .vf_index = i};
             x.st.st_size = (off_t)vf->size;
             if (!x.name || (rc = ents_push(&e, &n, &cap, x)) < 0) {
                 free(x.name);
@@ -417,11 +607,10 @@ static int scan_dir(struct builder *b, uint32_t idx)
         if (c->kind == QFS_NODE_VFILE) {
             c->model = m;
             c->vf = e[i].vf;
-            c->stats = calloc(1, sizeof *c->stats);
-            if (!c->stats) {
-                rc = -ENOMEM;
-                goto out;
-            }
+            c->stats = &desc_of(ns, m)->stats[e[i].vf_index];
+        } else if (c->kind == QFS_NODE_FILE) {
+            c->src_dev = e[i].st.st_dev;
+            c->src_ino = e[i].st.st_ino;
         }
         set_attr(c, &e[i].st, ci + 1);
         if (c->kind == QFS_NODE_DIR)
@@ -456,9 +645,12 @@ out:
     return rc;
 }
 
-int qfs_ns_build(const char *source, const struct qfs_ns_opts *opts, struct qfs_ns **out)
+static int assign_inos(struct qfs_ns *ns, const struct qfs_ns *prev);
+
+static int build_gen(const char *source, const struct qfs_ns_opts *opts,
+                     const struct qfs_ns *prev, struct qfs_ns **out)
 {
-    struct builder b = {.opts = opts};
+    struct builder b = {.opts = opts, .prev = prev};
     struct qfs_ns *ns = calloc(1, sizeof *ns);
     int rc = -ENOMEM;
     if (!ns)
@@ -535,8 +727,12 @@ int qfs_ns_build(const char *source, const struct qfs_ns_opts *opts, struct qfs_
         }
     }
     free(b.depth);
-    qfs_info("%s: %u entries, %d models, %d directories not served as models", ns->source,
-             ns->n_nodes, ns->n_models, ns->n_skips);
+    b.depth = NULL;
+    if ((rc = assign_inos(ns, prev)) < 0)
+        goto fail;
+    if (!prev)
+        qfs_info("%s: %u entries, %d models, %d directories not served as models", ns->source,
+                 ns->n_nodes, ns->n_models, ns->n_skips);
     *out = ns;
     return 0;
 fail:
@@ -547,6 +743,17 @@ fail:
     return rc;
 }
 
+int qfs_ns_build(const char *source, const struct qfs_ns_opts *opts, struct qfs_ns **out)
+{
+    return build_gen(source, opts, NULL, out);
+}
+
+int qfs_ns_rebuild(const struct qfs_ns *prev, const struct qfs_ns_opts *opts,
+                   struct qfs_ns **out)
+{
+    return build_gen(prev->source, opts, prev, out);
+}
+
 void qfs_ns_destroy(struct qfs_ns *ns)
 {
     if (!ns)
@@ -554,11 +761,11 @@ void qfs_ns_destroy(struct qfs_ns *ns)
     for (uint32_t i = 0; i < ns->n_nodes; i++) {
         free(ns->nodes[i].name);
         free(ns->nodes[i].relpath);
-        free(ns->nodes[i].stats);
     }
     free(ns->nodes);
+    free(ns->ino_tab);
     for (int i = 0; i < ns->n_models; i++) {
-        qfs_model_close(ns->models[i].model);
+        desc_put(ns->models[i].desc);
         free(ns->models[i].path);
     }
     free(ns->models);
@@ -573,16 +780,161 @@ void qfs_ns_destroy(struct qfs_ns *ns)
     free(ns);
 }
 
+static uint32_t ino_slot(uint64_t ino, uint32_t mask)
+{
+    return (uint32_t)((ino * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+}
+
 const struct qfs_node *qfs_ns_node(const struct qfs_ns *ns, uint64_t ino)
 {
-    if (ino == 0 || ino > ns->n_nodes)
+    if (ino == 0)
         return NULL;
-    return &ns->nodes[ino - 1];
+    if (ino <= ns->n_nodes && ns->nodes[ino - 1].st.st_ino == (ino_t)ino)
+        return &ns->nodes[ino - 1]; /* generation 0, and every unchanged prefix */
+    if (!ns->ino_tab)
+        return NULL;
+    for (uint32_t h = ino_slot(ino, ns->ino_mask);; h = (h + 1) & ns->ino_mask) {
+        uint32_t v = ns->ino_tab[h];
+        if (v == 0)
+            return NULL;
+        if (ns->nodes[v - 1].st.st_ino == (ino_t)ino)
+            return &ns->nodes[v - 1];
+    }
 }
 
 uint64_t qfs_ns_ino(const struct qfs_ns *ns, const struct qfs_node *n)
 {
-    return (uint64_t)(n - ns->nodes) + 1;
+    (void)ns;
+    return (uint64_t)n->st.st_ino;
+}
+
+/* ---- generations: inode numbers and differences ---- */
+
+/* Same path (given) and kind: does new node n denote what old node o denoted? */
+static int same_identity(const struct qfs_node *o, const struct qfs_node *n)
+{
+    if (o->kind != n->kind)
+        return 0;
+    switch (n->kind) {
+    case QFS_NODE_DIR:
+    case QFS_NODE_STATUS:
+        return 1;
+    case QFS_NODE_FILE:
+        return o->src_dev == n->src_dev && o->src_ino == n->src_ino &&
+               o->st.st_size == n->st.st_size &&
+               o->st.st_mtim.tv_sec == n->st.st_mtim.tv_sec &&
+               o->st.st_mtim.tv_nsec == n->st.st_mtim.tv_nsec && str_eq(o->relpath, n->relpath);
+    case QFS_NODE_VFILE:
+        return o->vf == n->vf && o->st.st_size == n->st.st_size &&
+               o->st.st_mtim.tv_sec == n->st.st_mtim.tv_sec &&
+               o->st.st_mtim.tv_nsec == n->st.st_mtim.tv_nsec;
+    }
+    return 0;
+}
+
+/* Child of dir named name in ns, or NULL. */
+static const struct qfs_node *child(const struct qfs_ns *ns, const struct qfs_node *dir,
+                                    const char *name)
+{
+    const struct qfs_node *c;
+    return qfs_ns_lookup(ns, dir, name, &c) == 0 ? c : NULL;
+}
+
+/* Number the nodes (see the comment at the top) and fill the inode table. */
+static int assign_inos(struct qfs_ns *ns, const struct qfs_ns *prev)
+{
+    if (!prev) {
+        for (uint32_t i = 0; i < ns->n_nodes; i++)
+            ns->nodes[i].st.st_ino = (ino_t)(i + 1);
+        ns->next_ino = (uint64_t)ns->n_nodes + 1;
+    } else {
+        ns->generation = prev->generation + 1;
+        ns->next_ino = prev->next_ino;
+        /* Breadth first: a node's parent is matched before the node. */
+        const struct qfs_node **match = calloc(ns->n_nodes, sizeof *match);
+        if (!match)
+            return -ENOMEM;
+        match[0] = &prev->nodes[0];
+        for (uint32_t i = 0; i < ns->n_nodes; i++) {
+            struct qfs_node *n = &ns->nodes[i];
+            const struct qfs_node *o = match[i];
+            if (o && same_identity(o, n))
+                n->st.st_ino = o->st.st_ino;
+            else
+                n->st.st_ino = (ino_t)ns->next_ino++;
+            if (n->kind == QFS_NODE_DIR && o && o->kind == QFS_NODE_DIR)
+                for (uint32_t k = 0; k < n->n_children; k++)
+                    match[n->first_child + k] = child(prev, o, ns->nodes[n->first_child + k].name);
+        }
+        free(match);
+    }
+    uint32_t cap = 16;
+    while (cap < 2 * (uint64_t)ns->n_nodes)
+        cap *= 2;
+    ns->ino_tab = calloc(cap, sizeof *ns->ino_tab);
+    if (!ns->ino_tab)
+        return -ENOMEM;
+    ns->ino_mask = cap - 1;
+    for (uint32_t i = 0; i < ns->n_nodes; i++) {
+        uint32_t h = ino_slot((uint64_t)ns->nodes[i].st.st_ino, ns->ino_mask);
+        while (ns->ino_tab[h])
+            h = (h + 1) & ns->ino_mask;
+        ns->ino_tab[h] = i + 1;
+    }
+    return 0;
+}
+
+static int attr_changed(const struct stat *a, const struct stat *b)
+{
+    return a->st_size != b->st_size || a->st_nlink != b->st_nlink || a->st_mode != b->st_mode ||
+           a->st_uid != b->st_uid || a->st_gid != b->st_gid ||
+           a->st_mtim.tv_sec != b->st_mtim.tv_sec || a->st_mtim.tv_nsec != b->st_mtim.tv_nsec;
+}
+
+/* Directories o (prev) and n (next) have the same path: merge their sorted children. */
+static unsigned diff_dir(const struct qfs_ns *prev, const struct qfs_node *o,
+                         const struct qfs_ns *next, const struct qfs_node *n,
+                         const struct qfs_ns_diff_cb *cb)
+{
+    unsigned calls = 0, changed = 0;
+    uint64_t dino = (uint64_t)n->st.st_ino;
+    uint32_t i = 0, j = 0;
+    while (i < o->n_children || j < n->n_children) {
+        const struct qfs_node *a = i < o->n_children ? &prev->nodes[o->first_child + i] : NULL;
+        const struct qfs_node *b = j < n->n_children ? &next->nodes[n->first_child + j] : NULL;
+        int c = !a ? 1 : !b ? -1 : strcmp(a->name, b->name);
+        if (c == 0) {
+            if (a->st.st_ino != b->st.st_ino) {
+                cb->entry(cb->arg, dino, b->name);
+                calls++;
+                changed = 1;
+            } else if (b->kind == QFS_NODE_DIR) {
+                calls += diff_dir(prev, a, next, b, cb);
+            }
+            i++;
+            j++;
+        } else {
+            const struct qfs_node *x = c < 0 ? a : b; /* removed, or added (negative dentry) */
+            cb->entry(cb->arg, dino, x->name);
+            calls++;
+            changed = 1;
+            if (c < 0)
+                i++;
+            else
+                j++;
+        }
+    }
+    if (changed || attr_changed(&o->st, &n->st)) {
+        cb->dir(cb->arg, dino);
+        calls++;
+    }
+    return calls;
+}
+
+unsigned qfs_ns_diff(const struct qfs_ns *prev, const struct qfs_ns *next,
+                     const struct qfs_ns_diff_cb *cb)
+{
+    return diff_dir(prev, &prev->nodes[0], next, &next->nodes[0], cb);
 }
 
 int qfs_ns_lookup(const struct qfs_ns *ns, const struct qfs_node *dir, const char *name,

@@ -8,10 +8,13 @@
  *
  * Passthrough entries are limited to regular files and directories, QFS_NS_MAX_DEPTH
  * levels deep.  A symlink is followed only when its real path stays inside SOURCE's real
- * path; otherwise it is not listed.  No FUSE here: a test builds a namespace directly. */
+ * path; otherwise it is not listed.  A namespace is immutable once built; a change of the
+ * source is a new generation (qfs_ns_rebuild, swapped in by rescan.c).  No FUSE here: a
+ * test builds a namespace directly. */
 #ifndef QFS_FS_NAMESPACE_H
 #define QFS_FS_NAMESPACE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -29,6 +32,21 @@ enum qfs_node_kind {
 struct qfs_model;
 struct qfs_vfile;
 
+/* A model as described once (qfs_model_open), shared by every namespace generation in
+ * which its source files are unchanged: an unchanged model keeps its virtual files, their
+ * inode numbers and counters, and its content-hash memos across rescans.  A changed model
+ * gets a new description (so the content is hashed again).  Refcounted by namespaces. */
+struct qfs_ns_desc {
+    struct qfs_model *model;
+    struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file */
+    char *abs;                    /* real path of the model directory */
+    char *imatrix;                /* the -o imatrix= file it was opened with, or NULL */
+    uint8_t fp[16];               /* fingerprint of the directory's files (name, type, size,
+                                     mtime, inode) when it was described */
+    _Atomic int refs;             /* namespaces holding it */
+    _Atomic int prewarmed;        /* warm.c: its prewarm was done */
+};
+
 struct qfs_node {
     char *name;             /* entry name ("" for the root) */
     enum qfs_node_kind kind;
@@ -38,13 +56,16 @@ struct qfs_node {
     char *relpath;          /* QFS_NODE_FILE: real path relative to the source root */
     struct qfs_model *model;        /* QFS_NODE_VFILE (and model directories): owning model */
     const struct qfs_vfile *vf;     /* QFS_NODE_VFILE */
-    struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the namespace */
-    struct stat st;                 /* attributes as served (st_ino already set) */
+    struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the description */
+    dev_t src_dev;                  /* QFS_NODE_FILE: the source file's identity */
+    ino_t src_ino;
+    struct stat st;                 /* attributes as served (st_ino: the FUSE inode number) */
 };
 
 struct qfs_ns_model {
     char *path;              /* path shown in the mount ("/" or "/name") */
     struct qfs_model *model;
+    struct qfs_ns_desc *desc; /* holds a reference */
     uint32_t first_vnode;    /* node index of its first virtual file */
     int n_vfiles;
 };
@@ -64,6 +85,14 @@ struct qfs_ns {
     struct qfs_ns_skip *skips;
     int n_skips;
     uint32_t status_node;
+    uint64_t generation;  /* 0 at mount, +1 per rebuild */
+    uint64_t next_ino;    /* the next inode number never used by this or an older generation */
+    uint32_t *ino_tab;    /* open addressing: inode number -> node index + 1 (0: empty) */
+    uint32_t ino_mask;
+    int unsettled;        /* a model directory changed while it was being described */
+    /* Owned by rescan.c (the live generation list); zero from qfs_ns_build. */
+    _Atomic long refs;
+    struct qfs_ns *older;
 };
 
 /* Scan source and build the namespace.  0 or negative errno (logged):
@@ -75,9 +104,27 @@ struct qfs_ns_opts {
 };
 /* o may be NULL. */
 int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);
+/* Build the next generation after prev (same source): models whose directory fingerprint
+ * is unchanged are shared with prev, and every entry whose identity is unchanged (same
+ * path and kind; a directory; the same source file, size and mtime; the same model
+ * description) keeps its inode number.  Other entries get numbers never used before.
+ * prev is only read.  0 or negative errno, as qfs_ns_build. */
+int qfs_ns_rebuild(const struct qfs_ns *prev, const struct qfs_ns_opts *o, struct qfs_ns **out);
 void qfs_ns_destroy(struct qfs_ns *ns);
 
-/* Node of a FUSE inode number, NULL when out of range (see namespace.c for the mapping). */
+/* What changed from prev to next, for the kernel's caches: entry(arg, dir_ino, name) for
+ * every name added, removed or bound to another inode in a directory present in both;
+ * dir(arg, dir_ino) for each such directory whose listing or attributes changed.
+ * Returns the number of calls (0: the generations look the same). */
+struct qfs_ns_diff_cb {
+    void (*entry)(void *arg, uint64_t dir_ino, const char *name);
+    void (*dir)(void *arg, uint64_t dir_ino);
+    void *arg;
+};
+unsigned qfs_ns_diff(const struct qfs_ns *prev, const struct qfs_ns *next,
+                     const struct qfs_ns_diff_cb *cb);
+
+/* Node of a FUSE inode number, NULL when this generation has none (see namespace.c). */
 const struct qfs_node *qfs_ns_node(const struct qfs_ns *ns, uint64_t ino);
 uint64_t qfs_ns_ino(const struct qfs_ns *ns, const struct qfs_node *n);
 /* Child of dir by name: 0 and *out, -ENOTDIR, or -ENOENT. */

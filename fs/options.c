@@ -6,16 +6,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../codecs/gguf_plan.h"
+#include "warm.h"
+
 /* FUSE mount/session options passed through unchanged (name, or name= prefix). */
 static const char *const fuse_opts[] = {
     "allow_other", "allow_root", "auto_unmount", "default_permissions", "fsname=",
-    "subtype=", "nodev", "dev", "nosuid", "suid", "noexec", "exec", "noatime", "atime",
+    "subtype=", "nodev", "nosuid", "noexec", "exec", "noatime", "atime",
     "relatime", "norelatime", "strictatime", "nostrictatime", "sync", "async", "dirsync",
     "context=", "fscontext=", "defcontext=", "rootcontext=", "max_background=",
     "congestion_threshold=", "max_readahead=", "async_read", "sync_read", "no_remote_lock",
     "no_remote_flock", "no_remote_posix_lock", "splice_read", "no_splice_read",
     "splice_write", "no_splice_write", "splice_move", "no_splice_move", "ro", "debug",
     NULL,
+};
+
+/* Options that mount(8), fstab or systemd add and that mean nothing to a FUSE daemon:
+ * accepted and ignored.  mount(8) passes "rw" unless told "ro" (quantfs is read-only
+ * either way); "dev" and "suid" are refused silently: the mount is always nosuid,nodev. */
+static const char *const ignored_opts[] = {
+    "rw", "dev", "suid", "defaults", "auto", "noauto", "nofail", "_netdev", "user",
+    "nouser", "users", "owner", "group", "comment=", "x-", NULL,
 };
 
 void qfs_opts_usage(const char *prog)
@@ -36,6 +47,12 @@ void qfs_opts_usage(const char *prog)
            "                     $HOME/.cache/quantfs, or /var/cache/quantfs)\n"
            "     cache=none      memory cache only\n"
            "     cache_mem=SIZE  memory cache size, K/M/G suffixes (default 1G)\n"
+           "     cache_max=SIZE  bound of the cache directory; least recently used\n"
+           "                     entries are evicted (default 0: unbounded)\n"
+           "     cache_shared=DIR  read-only second cache consulted after cache=DIR\n"
+           "                     (e.g. on NFS, or an export); hits are copied locally\n"
+           "     cache_hmac_key=FILE  with cache_shared: use only entries listed in its\n"
+           "                     MANIFEST signed with this key (quantfs cache export)\n"
            "     threads=N       maximum idle threads of the request loop\n"
            "     max_read=N      largest read request in bytes (default %u)\n"
            "     prefetch=N      chunks quantized ahead of a sequential reader, within\n"
@@ -45,9 +62,21 @@ void qfs_opts_usage(const char *prog)
            "     imatrix=MODEL=FILE  importance matrix (llama.cpp imatrix .gguf or .dat) for\n"
            "                     the model directory MODEL; default: MODEL/imatrix.gguf or\n"
            "                     MODEL/imatrix.dat when present (repeatable)\n"
-           "     allow_other, allow_root, auto_unmount, default_permissions, fsname=,\n"
-           "     and the other FUSE mount options are passed to FUSE\n",
-           prog, QFS_DEFAULT_MAX_READ);
+           "     stop_timeout=S  on SIGTERM/SIGINT, wait up to S seconds for open files\n"
+           "                     to close before unmounting (default %u)\n"
+           "     rescan=S        rescan SOURCE every S seconds (default %u; 0: only on\n"
+           "                     inotify events and SIGHUP): new model directories appear,\n"
+           "                     removed ones disappear, changed ones are described again\n"
+           "     nowatch         no inotify: rescan on SIGHUP and every rescan=S only\n"
+           "     prewarm=T[,T..] fill the cache for these output types (e.g. Q4_K_M,Q8_0)\n"
+           "                     of every model after mounting, in the background at the\n"
+           "                     lowest priority\n"
+           "     allow_other, allow_root, auto_unmount, fsname=, and the other FUSE\n"
+           "     mount options are passed to FUSE; the mount is always ro, nosuid, nodev,\n"
+           "     default_permissions.  rw, dev, suid, defaults, auto, noauto, nofail,\n"
+           "     _netdev, user, users, owner, group, comment=, x-* (from mount(8) and\n"
+           "     fstab) are accepted and ignored\n",
+           prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN);
 }
 
 int qfs_parse_size(const char *s, uint64_t *out)
@@ -95,11 +124,13 @@ static char *default_cache_dir(void)
     return p;
 }
 
-static int is_fuse_opt(const char *o)
+/* o is in list: an entry ending in '=' or '-' is a prefix, any other a whole name. */
+static int opt_in(const char *const *list, const char *o)
 {
-    for (int i = 0; fuse_opts[i]; i++) {
-        size_t n = strlen(fuse_opts[i]);
-        if (fuse_opts[i][n - 1] == '=' ? !strncmp(o, fuse_opts[i], n) : !strcmp(o, fuse_opts[i]))
+    for (int i = 0; list[i]; i++) {
+        size_t n = strlen(list[i]);
+        char last = list[i][n - 1];
+        if (last == '=' || last == '-' ? !strncmp(o, list[i], n) : !strcmp(o, list[i]))
             return 1;
     }
     return 0;
@@ -120,16 +151,25 @@ static int acc_add(char **acc, const char *opt)
 static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_set)
 {
     char *copy = strdup(arg), *save = NULL;
-    int rc = 0;
+    int rc = 0, prewarm_list = 0; /* the previous option was prewarm= or one of its types */
     if (!copy)
         return 1;
     for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
         uint64_t v;
-        if (!strncmp(t, "cache=", 6)) {
+        int in_prewarm = prewarm_list;
+        prewarm_list = 0;
+        if (in_prewarm && qfs_gguf_mix_find(t)) {
+            /* -o prewarm=Q4_K_M,Q8_0: the names after prewarm= that are output types */
+            char *p;
+            prewarm_list = 1;
+            if (asprintf(&p, "%s,%s", o->prewarm, t) < 0) {
+                rc = 1;
+            } else {
+                free(o->prewarm);
+                o->prewarm = p;
+            }
+        } else if (!strncmp(t, "cache=", 6)) {
             free(o->cache_dir);
-    for (int i = 0; i < o->n_imatrix; i++)
-        free(o->imatrix[i]);
-    free(o->imatrix);
             o->cache_dir = NULL;
             *cache_set = 1;
             if (!t[6]) {
@@ -144,6 +184,26 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 rc = 2;
             } else {
                 o->cache_mem = v;
+            }
+        } else if (!strncmp(t, "cache_max=", 10)) {
+            if (qfs_parse_size(t + 10, &v) < 0 || (v != 0 && v < (1u << 20))) {
+                fprintf(stderr, "quantfs: -o %s: expected a size of at least 1M (or 0: "
+                                "unbounded)\n", t);
+                rc = 2;
+            } else {
+                o->cache_max = v;
+            }
+        } else if (!strncmp(t, "cache_shared=", 13) || !strncmp(t, "cache_hmac_key=", 15)) {
+            const bool sh = t[6] == 's';
+            const char *val = t + (sh ? 13 : 15);
+            char **dst = sh ? &o->cache_shared : &o->cache_hmac_key;
+            free(*dst);
+            *dst = NULL;
+            if (!*val) {
+                fprintf(stderr, "quantfs: -o %s needs a %s\n", t, sh ? "directory" : "file");
+                rc = 2;
+            } else if (!(*dst = strdup(val))) {
+                rc = 1;
             }
         } else if (!strncmp(t, "threads=", 8)) {
             if (qfs_parse_size(t + 8, &v) < 0 || v < 1 || v > 1024 || strpbrk(t + 8, "kKmMgGtT")) {
@@ -190,10 +250,45 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                     o->n_imatrix++;
                 }
             }
-        } else if (!strcmp(t, "rw")) {
-            fprintf(stderr, "quantfs: -o rw: quantfs is always read-only\n");
-            rc = 2;
-        } else if (is_fuse_opt(t)) {
+        } else if (!strncmp(t, "rescan=", 7)) {
+            if (qfs_parse_size(t + 7, &v) < 0 || v > 86400 || strpbrk(t + 7, "kKmMgGtT")) {
+                fprintf(stderr, "quantfs: -o %s: expected seconds from 0 to 86400\n", t);
+                rc = 2;
+            } else {
+                o->rescan = (unsigned)v;
+            }
+        } else if (!strcmp(t, "nowatch")) {
+            o->nowatch = true;
+        } else if (!strncmp(t, "prewarm=", 8)) {
+            /* Types are separated by ':' here (',' separates options); stored with ','. */
+            const char *bad;
+            int bad_len;
+            free(o->prewarm);
+            o->prewarm = strdup(t + 8);
+            if (!o->prewarm) {
+                rc = 1;
+            } else {
+                for (char *c = o->prewarm; *c; c++)
+                    if (*c == ':' || *c == '+')
+                        *c = ',';
+                prewarm_list = 1;
+                if (qfs_prewarm_check_types(o->prewarm, &bad, &bad_len) < 0) {
+                    fprintf(stderr, "quantfs: -o %s: unknown output type '%.*s' (the part of a "
+                                    "virtual file name before .gguf: Q4_K_M, Q8_0, ...)\n",
+                            t, bad_len, bad);
+                    rc = 2;
+                }
+            }
+        } else if (!strncmp(t, "stop_timeout=", 13)) {
+            if (qfs_parse_size(t + 13, &v) < 0 || v > 86400 || strpbrk(t + 13, "kKmMgGtT")) {
+                fprintf(stderr, "quantfs: -o %s: expected seconds from 0 to 86400\n", t);
+                rc = 2;
+            } else {
+                o->stop_timeout = (unsigned)v;
+            }
+        } else if (opt_in(ignored_opts, t)) {
+            /* see ignored_opts */
+        } else if (opt_in(fuse_opts, t)) {
             if (!strcmp(t, "debug"))
                 o->debug = o->foreground = true;
             else if (strcmp(t, "ro") != 0 && acc_add(acc, t) < 0)
@@ -210,13 +305,16 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
 int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o)
 {
     const char *prog = argc > 0 ? argv[0] : "quantfs";
-    char *acc = strdup("ro,fsname=quantfs,subtype=quantfs");
+    /* default_permissions: the kernel checks the served modes (read-only for all). */
+    char *acc = strdup("ro,nosuid,nodev,default_permissions,fsname=quantfs,subtype=quantfs");
     int cache_set = 0, rc = 0, npos = 0;
     memset(o, 0, sizeof *o);
     o->cache_mem = 1ull << 30;
     o->max_read = QFS_DEFAULT_MAX_READ;
     o->prefetch_threads = -1;
     o->prefetch_window = -1;
+    o->stop_timeout = QFS_DEFAULT_STOP_TIMEOUT;
+    o->rescan = QFS_DEFAULT_RESCAN;
     if (!acc)
         return 1;
     for (int i = 1; i < argc && !rc; i++) {
@@ -292,6 +390,12 @@ void qfs_opts_free(struct qfs_opts *o)
     free(o->source);
     free(o->mountpoint);
     free(o->cache_dir);
+    free(o->cache_shared);
+    free(o->cache_hmac_key);
+    free(o->prewarm);
+    for (int i = 0; i < o->n_imatrix; i++)
+        free(o->imatrix[i]);
+    free(o->imatrix);
     if (o->fuse_argv)
         for (int i = 0; o->fuse_argv[i]; i++)
             free(o->fuse_argv[i]);

@@ -1,8 +1,9 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
- * Our -o options (cache=, cache_mem=, threads=, max_read=, prefetch=, prefetch_threads=,
- * imatrix=MODEL=FILE)
- * are consumed here; known FUSE mount
- * options are collected for fuse_session_new; anything else is an error (exit 2). */
+ * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=, max_read=, prefetch=, prefetch_threads=,
+ * imatrix=MODEL=FILE, stop_timeout=, rescan=, prewarm=) are consumed here; options
+ * mount(8) and fstab add
+ * (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE mount options are
+ * collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
 #define QFS_FS_OPTIONS_H
 
@@ -10,6 +11,8 @@
 #include <stdint.h>
 
 #define QFS_DEFAULT_MAX_READ (1u << 20)
+#define QFS_DEFAULT_STOP_TIMEOUT 60 /* seconds */
+#define QFS_DEFAULT_RESCAN 60       /* seconds */
 
 struct qfs_opts {
     char *source;
@@ -17,12 +20,20 @@ struct qfs_opts {
     bool foreground, debug, single_thread, help, version;
     char *cache_dir;        /* NULL: memory only (cache=none) */
     uint64_t cache_mem;     /* bytes */
+    uint64_t cache_max;     /* bytes of the cache directory; 0 = unbounded */
+    char *cache_shared;     /* -o cache_shared=DIR: read-only second tier, or NULL */
+    char *cache_hmac_key;   /* -o cache_hmac_key=FILE, or NULL */
     unsigned threads;       /* max idle threads of the mt loop; 0 = libfuse default */
     unsigned max_read;      /* bytes, also passed as -o max_read */
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
     int n_imatrix;
+    unsigned stop_timeout;  /* seconds to wait for open files on SIGTERM/SIGINT */
+    unsigned rescan;        /* -o rescan=S: seconds between periodic rescans; 0: none */
+    bool nowatch;           /* -o nowatch: no inotify (periodic rescans and SIGHUP only) */
+    char *prewarm;          /* -o prewarm=TYPE[,TYPE...] (or ':'-separated): the output
+                               types to prewarm, stored comma-separated, or NULL */
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
     char **fuse_argv;
     int fuse_argc;

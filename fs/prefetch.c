@@ -134,9 +134,13 @@ int qfs_prefetch_start(struct qfs_cache *cache, unsigned threads, unsigned windo
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->idle, NULL);
 
-    /* Workers block every signal: signals belong to the threads serving requests. */
+    /* Workers block every asynchronous signal: signals belong to the threads serving
+     * requests.  A fault (SIGBUS of a truncated source, see rescan.h) must reach its
+     * handler: blocked, it would kill the process. */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGSEGV);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = 0;
     while (p->nthreads < threads &&

@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "../cache/cache.h"
+#include "../codecs/model.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
 #include "prefetch.h"
+#include "rescan.h"
 
 struct chunk_fill {
     const struct qfs_vfile *vf;
@@ -15,6 +17,45 @@ struct chunk_fill {
     struct qfs_read_stats *stats;  /* may be NULL */
     struct qfs_prefetch *prefetch; /* a reader's fill: queue the next chunks; jobs: NULL */
 };
+
+/* The source file of t still what model m was described from?  0, or -EIO (a rescan is
+ * requested: the model must be described again).  m NULL: not checked (tests, tools). */
+static int source_check(struct qfs_model *m, const struct qfs_vtensor *t)
+{
+    if (!m || qfs_model_check_source(m, t->src->shard) == 0)
+        return 0;
+    qfs_live_poke();
+    return -EIO;
+}
+
+/* A mapped page of the source vanished under a reader (the file was truncated). */
+static int source_vanished(struct qfs_model *m)
+{
+    if (m)
+        qfs_model_mark_stale(m);
+    qfs_live_poke();
+    return -EIO;
+}
+
+/* The chunk's key.  The key hashes the source tensor on first use: it is taken only while
+ * the source is the described file, so that a hash never covers changed bytes (a
+ * description found stale answers EIO for every chunk, cached or not: its hashes may
+ * be of changed bytes).  0 or negative errno. */
+static int chunk_key(struct qfs_read_stats *stats, const struct qfs_vfile *vf,
+                     const struct qfs_vtensor *t, int64_t chunk, struct qfs_cache_key *key)
+{
+    struct qfs_model *m = stats ? stats->model : NULL;
+    int rc = source_check(m, t);
+    if (rc < 0)
+        return rc;
+    qfs_guard_begin();
+    rc = qfs_vtensor_key(vf, t, chunk, key);
+    if (qfs_guard_end())
+        return source_vanished(m);
+    if (rc == 0)
+        rc = source_check(m, t);
+    return rc;
+}
 
 /* Cache fill callback: quantize one chunk (no cache lock is held here).  A chunk is
  * counted here, before the cache publishes it, so a reader woken by it (or a status
@@ -26,7 +67,17 @@ static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
         return -EINVAL;
     /* A reader about to quantize: the pool starts on the following chunks meanwhile. */
     qfs_prefetch_after(f->prefetch, f->vf, f->t, f->chunk, f->stats);
-    int rc = qfs_vtensor_produce(f->t, f->chunk, dst);
+    struct qfs_model *m = f->stats ? f->stats->model : NULL;
+    int rc = source_check(m, f->t);
+    if (rc < 0)
+        return rc;
+    qfs_guard_begin();
+    rc = qfs_vtensor_produce(f->t, f->chunk, dst);
+    if (qfs_guard_end())
+        rc = source_vanished(m);
+    /* The rows read are the described ones only if the file is still that file. */
+    if (rc == 0)
+        rc = source_check(m, f->t);
     if (rc == 0 && f->stats)
         atomic_fetch_add_explicit(&f->stats->chunks_quantized, 1, memory_order_relaxed);
     return rc;
@@ -37,13 +88,13 @@ int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stat
                             int64_t chunk)
 {
     struct qfs_cache_key key;
-    int rc = qfs_vtensor_key(vf, t, chunk, &key);
+    int rc = chunk_key(stats, vf, t, chunk, &key);
     if (rc < 0)
         return rc;
     struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = stats};
     const struct qfs_cache_entry *e = NULL;
-    rc = qfs_cache_get(cache, &key, qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e,
-                       NULL);
+    rc = qfs_cache_get_tagged(cache, &key, QFS_CACHE_TAG(QFS_CODEC_GGUF, vf->codec_version),
+                              qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e, NULL);
     if (rc < 0)
         return rc;
     qfs_cache_put(cache, e);
@@ -71,15 +122,16 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
                       uint8_t *dst)
 {
     struct qfs_cache_key key;
-    int rc = qfs_vtensor_key(vf, t, chunk, &key);
+    int rc = chunk_key(ctx->stats, vf, t, chunk, &key);
     if (rc < 0)
-        return rc;
+        return rc; /* a stale source was logged once, by the model */
     struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = ctx->stats,
                            .prefetch = ctx->prefetch};
     uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
     const struct qfs_cache_entry *e = NULL;
     int outcome = -1;
-    rc = qfs_cache_get(ctx->cache, &key, clen, fill_chunk, &f, &e, &outcome);
+    rc = qfs_cache_get_tagged(ctx->cache, &key, QFS_CACHE_TAG(QFS_CODEC_GGUF, vf->codec_version),
+                              clen, fill_chunk, &f, &e, &outcome);
     if (rc < 0) {
         qfs_err("%s: tensor %s chunk %lld: %s", vf->name, t->name, (long long)chunk,
                 strerror(-rc));

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 struct qfs_cache;
+struct qfs_model;
 struct qfs_prefetch;
 struct qfs_vfile;
 struct qfs_vtensor;
@@ -30,6 +31,10 @@ struct qfs_read_stats {
                                           0, 1, 3); prefetch jobs count none */
     _Atomic uint64_t bytes_served;
     _Atomic uint64_t reads;
+    /* The description the file belongs to (set once, before any reader): each chunk key
+     * and each produced chunk is checked against its source files' identity
+     * (qfs_model_check_source); a mismatch is EIO and a rescan.  NULL: not checked. */
+    struct qfs_model *model;
 };
 
 struct qfs_read_ctx {

@@ -9,6 +9,8 @@
 #include "../codecs/model.h"
 #include "../codecs/vfile.h"
 #include "namespace.h"
+#include "rescan.h"
+#include "warm.h"
 
 #ifndef QFS_VERSION
 #define QFS_VERSION "unknown"
@@ -58,6 +60,8 @@ static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info 
     }
     put(c, "dir", info->cache_dir ? str(info->cache_dir) : json_null(), bad);
     put(c, "mem_max", u64(info->cache_mem_max), bad);
+    put(c, "disk_max", u64(info->cache_max), bad);
+    put(c, "shared_dir", info->cache_shared ? str(info->cache_shared) : json_null(), bad);
     if (cache) {
         struct qfs_cache_stats s;
         memset(&s, 0, sizeof s);
@@ -70,8 +74,52 @@ static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info 
         put(c, "corrupt_dropped", u64(s.corrupt_dropped), bad);
         put(c, "mem_bytes", u64(s.mem_bytes), bad);
         put(c, "mem_entries", u64(s.mem_entries), bad);
+        put(c, "shared_hits", u64(s.shared_hits), bad);
+        put(c, "stale_dropped", u64(s.stale_dropped), bad);
+        put(c, "disk_bytes", u64(s.disk_bytes), bad);
+        put(c, "disk_evicted", u64(s.disk_evicted), bad);
+        put(c, "disk_writes", u64(s.disk_writes), bad);
+        put(c, "disk_writes_sync", u64(s.disk_writes_sync), bad);
+        put(c, "write_queue_bytes", u64(s.write_queue_bytes), bad);
+        put(c, "srchash_hits", u64(s.srchash_hits), bad);
+        put(c, "srchash_stored", u64(s.srchash_stored), bad);
     }
     return c;
+}
+
+static json_t *live_json(struct qfs_live *live, int *bad)
+{
+    struct qfs_live_stats ls;
+    qfs_live_get_stats(live, &ls);
+    json_t *r = json_object();
+    if (!r) {
+        *bad = 1;
+        return NULL;
+    }
+    put(r, "generation", u64(ls.generation), bad);
+    put(r, "rescans", u64(ls.rescans), bad);
+    put(r, "swaps", u64(ls.swaps), bad);
+    put(r, "live_generations", u64(ls.live_gens), bad);
+    return r;
+}
+
+static json_t *prewarm_json(struct qfs_prewarm *p, int *bad)
+{
+    struct qfs_prewarm_stats ps;
+    qfs_prewarm_get_stats(p, &ps);
+    json_t *w = json_object();
+    if (!w) {
+        *bad = 1;
+        return NULL;
+    }
+    put(w, "busy", json_boolean(ps.busy), bad);
+    put(w, "chunks_total", u64(ps.chunks_total), bad);
+    put(w, "chunks_done", u64(ps.chunks_done), bad);
+    put(w, "chunks_failed", u64(ps.chunks_failed), bad);
+    put(w, "bytes_total", u64(ps.bytes_total), bad);
+    put(w, "bytes_done", u64(ps.bytes_done), bad);
+    put(w, "plans", u64(ps.plans), bad);
+    return w;
 }
 
 static json_t *model_json(const struct qfs_ns *ns, const struct qfs_ns_model *nm, int *bad)
@@ -126,6 +174,11 @@ int qfs_status_render(const struct qfs_ns *ns, struct qfs_cache *cache,
     put(root, "source", str(ns->source), &bad);
     put(root, "mountpoint", info->mountpoint ? str(info->mountpoint) : json_null(), &bad);
     put(root, "cache", cache_json(cache, info, &bad), &bad);
+    put(root, "generation", u64(ns->generation), &bad);
+    if (info->live)
+        put(root, "rescan", live_json(info->live, &bad), &bad);
+    if (info->prewarm)
+        put(root, "prewarm", prewarm_json(info->prewarm, &bad), &bad);
     for (int i = 0; i < ns->n_models; i++)
         push(models, model_json(ns, &ns->models[i], &bad), &bad);
     put(root, "models", models, &bad);

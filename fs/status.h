@@ -7,11 +7,17 @@
 
 struct qfs_ns;
 struct qfs_cache;
+struct qfs_live;
+struct qfs_prewarm;
 
 struct qfs_status_info {
     const char *mountpoint;
     const char *cache_dir; /* NULL: memory only */
     unsigned long long cache_mem_max;
+    unsigned long long cache_max; /* 0: unbounded */
+    const char *cache_shared;     /* NULL: none */
+    struct qfs_live *live;        /* rescan counters; NULL: not shown */
+    struct qfs_prewarm *prewarm;  /* prewarm progress; NULL: not shown */
 };
 
 /* Render into *out (malloc'd, NUL-terminated, *len bytes without the NUL).
