@@ -6,7 +6,8 @@
                          byte-identical to the converter's files)
   ref_mount.py imatrix   tinyllama-256 with llama.cpp's importance matrix: every type
                          (including the imatrix-only IQ types) equals llama-quantize --imatrix
-  ref_mount.py llama     every mounted file loads in llama.cpp (npm libllama, mmap);
+  ref_mount.py llama     every mounted file loads in llama.cpp (npm libllama, mmap) and
+                         generates text;
                          32-token greedy generations from our F16 equal the reference F16's;
                          perplexity of our F16 and Q8_0 equals the reference files'
                          (Q8_0 made by llama_model_quantize in this run); the qwen2
@@ -109,10 +110,12 @@ def llama_checks(mnt, tmp):
                 continue
             t = n[len(model) + 1:-5]
             path = os.path.join(mnt, model, n)
-            rc, out, err = llama("load", path)
-            q.check(rc == 0, f"llama.cpp loads {model}.{t}.gguf: {out.strip().splitlines()[:1]}")
-            if rc:
-                print(err[-2000:])
+            rc, out, err = llama("generate", path, "8", "Once upon a time")
+            lines = out.strip().splitlines()
+            ok = rc == 0 and len(lines) >= 1 and len(lines[0].split()) == 8
+            q.check(ok, f"llama.cpp loads {model}.{t}.gguf (mmap) and generates: {lines[-1:] if ok else ''}")
+            if not ok:
+                print(out[-500:], err[-2000:])
     for model in FIXTURES:
         ours = llama("generate", os.path.join(mnt, model, f"{model}.F16.gguf"), "32", "Once upon a time")
         theirs = llama("generate", ref(model, f"{model}.F16.gguf"), "32", "Once upon a time")
