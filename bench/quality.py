@@ -9,6 +9,7 @@ Prints: type, bits per weight, file size, perplexity, delta vs F16."""
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def main():
     src = os.path.join(t, "src")
     os.makedirs(src)
     name = os.path.basename(os.path.abspath(a.model))
-    os.symlink(os.path.abspath(a.model), os.path.join(src, name))
+    shutil.copytree(os.path.abspath(a.model), os.path.join(src, name))  # symlinks out of SOURCE are not followed
     opts = f"cache={t}/cache"
     if a.imatrix:
         opts += f",imatrix={name}={os.path.abspath(a.imatrix)}"
