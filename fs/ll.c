@@ -2,6 +2,7 @@
 #include "ll.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 /* Handle of an open file or directory: the generation it was opened in (a reference, so
  * its nodes and model description live until release) and its node. */
 struct qfs_fh {
+    struct qfs_fh *prev, *next; /* every open handle (handles_lock), freed at exit */
     struct qfs_ns *ns;
     const struct qfs_node *n;
     int fd;     /* QFS_NODE_FILE: the source file */
@@ -35,10 +37,21 @@ static struct qfs_fh *fh_of(const struct fuse_file_info *fi)
     return (struct qfs_fh *)(uintptr_t)fi->fh;
 }
 
+/* Handles the kernel never released (the daemon stops with files open): freed by
+ * qfs_ll_drop_handles.  handles_lock protects the list. */
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct qfs_fh handles = {.prev = &handles, .next = &handles};
+
 static void fh_free(struct qfs_ll *ll, struct qfs_fh *h)
 {
     if (!h)
         return;
+    if (h->next) {
+        pthread_mutex_lock(&handles_lock);
+        h->prev->next = h->next;
+        h->next->prev = h->prev;
+        pthread_mutex_unlock(&handles_lock);
+    }
     if (h->fd >= 0)
         close(h->fd);
     free(h->text);
@@ -129,8 +142,20 @@ static int fh_new(struct qfs_ll *ll, fuse_ino_t ino, struct qfs_fh **out)
         fh_free(ll, h);
         return ESTALE;
     }
+    pthread_mutex_lock(&handles_lock);
+    h->next = &handles;
+    h->prev = handles.prev;
+    handles.prev->next = h;
+    handles.prev = h;
+    pthread_mutex_unlock(&handles_lock);
     *out = h;
     return 0;
+}
+
+void qfs_ll_drop_handles(struct qfs_ll *ll)
+{
+    while (handles.next != &handles)
+        fh_free(ll, handles.next);
 }
 
 static void reply_open(fuse_req_t req, struct fuse_file_info *fi, struct qfs_fh *h)

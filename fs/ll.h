@@ -24,5 +24,8 @@ struct qfs_ll {
 };
 
 const struct fuse_lowlevel_ops *qfs_ll_ops(void);
+/* Free the handles never released (files still open when the loop ended).  Only once no
+ * request runs. */
+void qfs_ll_drop_handles(struct qfs_ll *ll);
 
 #endif

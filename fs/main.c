@@ -328,6 +328,7 @@ out_cache:
     qfs_vfile_set_hash_store(NULL);
     qfs_cache_close(cache);
 out_ns:
+    qfs_ll_drop_handles(&ll);
     qfs_live_destroy(live); /* every generation, the first (ns) included */
 out_opts:
     free(mnt_real);

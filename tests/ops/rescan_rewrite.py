@@ -49,11 +49,13 @@ class Direct:
         self.buf.close()
 
 
-def read_range(h, start, end, out):
-    """Read [start, end) into out (a bytearray, appended); returns the errno that stopped
-    it, or 0."""
+def read_range(h, start, end, out, pause=0.0):
+    """Read [start, end) into out (a bytearray, appended), pausing between reads; returns
+    the errno that stopped it, or 0."""
     off = start
     while off < end:
+        if pause:
+            time.sleep(pause)
         try:
             b = h.pread(off, min(STEP, end - off))
         except OSError as e:
@@ -149,12 +151,13 @@ def main():
                 buf = bytearray()
                 # Start each reader at a different place, wrap around once.
                 start = (k * len(cur) // 3) // STEP * STEP
-                e1 = read_range(h, start, len(cur), buf)
+                e1 = read_range(h, start, len(cur), buf, 0.01)
                 results.append((start, bytes(buf), e1))
 
             ths = [threading.Thread(target=reader, args=(h, k)) for k, h in enumerate(handles)]
             for th in ths:
                 th.start()
+            time.sleep(0.1 * rnd)  # the rewrite meets the readers at different places
             genmodel(model2, 20 + rnd)
             for th in ths:
                 th.join()
