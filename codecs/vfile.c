@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static _Atomic(struct qfs_cache *) hash_store;
 
@@ -97,7 +98,13 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
         if (!store || !m->shard ||
             qfs_cache_srchash_get(store, &id, t->src->file_offset, t->src->nbytes, &m->hash) < 0) {
             qfs_hash128(t->src->data, t->src->nbytes, &m->hash);
-            if (store && m->shard)
+            /* Remember it only if the file is still the one described: a rewrite during
+             * the hash would otherwise file new bytes' hash under the old identity. */
+            struct stat st;
+            if (store && m->shard && fstat(m->shard->fd, &st) == 0 &&
+                (uint64_t)st.st_dev == id.dev && (uint64_t)st.st_ino == id.ino &&
+                (uint64_t)st.st_size == id.size &&
+                (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == id.mtime_ns)
                 qfs_cache_srchash_put(store, &id, t->src->file_offset, t->src->nbytes, &m->hash);
         }
         m->done = 1;
