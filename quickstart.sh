@@ -23,7 +23,10 @@ if mountpoint -q mnt; then fusermount3 -u mnt; fi
 cat <<MSG
 quantfs is serving $src at $(pwd)/mnt
   ls mnt/*/                         # original files plus <model>.<TYPE>.gguf
-  cat mnt/.quantfs/status           # what has been quantized and served
-  llama-cli -m mnt/<model>/<model>.Q8_0.gguf -p "Once upon a time"
+  llama-cli -m mnt/<model>/<model>.Q4_K_M.gguf -p "Once upon a time"   # any llama.cpp tool
+  # or, with llama.cpp's libraries from npm (bash tests/setup-ref.sh build/npm):
+  #   QFS_LLAMA_LIB_DIR=build/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64 \
+  #     build/tests/ref/qfs-llama-ref generate mnt/<model>/<model>.Q4_K_M.gguf 32 "Once upon a time"
+  quantfs status mnt                # what has been quantized and served (./build/fs/quantfs)
   fusermount3 -u mnt                # unmount
 MSG
