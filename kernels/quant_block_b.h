@@ -253,21 +253,20 @@ static inline QFS_HD float qfs_iq4nl_level(int i)
 #endif
 }
 
-/* Index of the level nearest to v: below the first level 0, from the last
- * level (or NaN) 15; otherwise between lo = level[k-1] <= v < hi = level[k],
- * k-1 when v - lo < hi - v (the float differences, as the reference
- * compares them), else k. */
+/* Index of the level nearest to v, as ggml's best_index_int8 picks it: 0 at
+ * or below the first level, 15 at or above the last (and for NaN), else the
+ * lower neighbour when v - lo < hi - v, the upper one on a tie.  Near a
+ * midpoint both float differences are exact (every |midpoint| is at least
+ * half its gap, so v and the differences share a binade), and away from it
+ * rounding cannot flip the comparison; so the choice is "count the midpoints
+ * <= v".  Checked against the reference's binary search for all 2^32 floats.
+ * Branch-free, so loops over it vectorize. */
 static inline QFS_HD int qfs_iq4nl_index(float v)
 {
-    if (v <= -127.f)
-        return 0;
-    if (!(v < 113.f))
-        return 15;
-    /* k = 1 + the number of interior levels <= v */
-    const int k = 1 + (v >= -104.f) + (v >= -83.f) + (v >= -65.f) + (v >= -49.f) + (v >= -35.f) +
-                  (v >= -22.f) + (v >= -10.f) + (v >= 1.f) + (v >= 13.f) + (v >= 25.f) +
-                  (v >= 38.f) + (v >= 53.f) + (v >= 69.f) + (v >= 89.f);
-    return v - qfs_iq4nl_level(k - 1) < qfs_iq4nl_level(k) - v ? k - 1 : k;
+    const int c = (v >= -115.5f) + (v >= -93.5f) + (v >= -74.f) + (v >= -57.f) + (v >= -42.f) +
+                  (v >= -28.5f) + (v >= -16.f) + (v >= -4.5f) + (v >= 7.f) + (v >= 19.f) +
+                  (v >= 31.5f) + (v >= 45.5f) + (v >= 61.f) + (v >= 79.f) + (v >= 101.f);
+    return v != v ? 15 : c;
 }
 
 #define QFS_IQ4_NTRY 7 /* what ggml_quantize_chunk uses, imatrix or not */
@@ -544,11 +543,15 @@ static inline QFS_HD void qfs_quantize_block_q2_0(const float *x, block_q2_0 *y)
     y->d = qfs_fp32_to_fp16(d);
     uint8_t q[QK2_0];
     for (int j = 0; j < QK2_0; j++) {
-        /* (int)roundf(v) + 1 clamped to 0..3; a non-finite v (1/d overflowed)
-         * converts to INT_MIN on x86 as in the reference, hence 0 */
+        /* (int)roundf(v) + 1 clamped to 0..3.  A v outside int range or NaN
+         * (1/d overflowed) converts to INT_MIN on x86 as in the reference,
+         * hence 0: so clamp the integral r to [-1, 2] in float first, with
+         * NaN, +-inf and |r| >= 2^31 going to -1 (selects, no branch: the loop
+         * vectorizes). */
         const float r = qfs_roundf(x[j] * id);
-        const int l = (r >= -2147483648.0f && r < 2147483648.0f) ? (int)r : -2147483647 - 1;
-        q[j] = (uint8_t)(l < 0 ? 0 : l > 2 ? 3 : l + 1);
+        float rc = r > 2.0f ? 2.0f : r;
+        rc = (r >= -1.0f && r < 2147483648.0f) ? rc : -1.0f;
+        q[j] = (uint8_t)((int)rc + 1);
     }
     for (int b = 0; b < QK2_0 / 4; b++)
         y->qs[b] = (uint8_t)(q[4 * b] | (q[4 * b + 1] << 2) | (q[4 * b + 2] << 4) | (q[4 * b + 3] << 6));
