@@ -2,7 +2,7 @@
 # Install quantfs's build and test dependencies from Debian 12's packages (root or sudo).
 set -euo pipefail
 pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libssl-dev libxxhash-dev libjansson-dev
-      python3 nodejs npm)
+      python3 nodejs npm systemd util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
