@@ -1,11 +1,14 @@
 /* The type table: one row per implemented type, indexed by the frozen ggml id.
- * Portable facts and the portable CPU functions; a SIMD or CUDA backend will
- * keep its own table of functions next to this one. */
+ * Portable facts and the portable CPU functions; the SIMD variants have their
+ * own table below (kernels/simd.h), a CUDA backend keeps its own. */
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/blocks.h"
 #include "kernels/qtypes.h"
 #include "kernels/quant_rows.h"
+#include "kernels/simd.h"
 
 #define ROWS(t) .quantize_row = qfs_quantize_row_##t, .dequantize_row = qfs_dequantize_row_##t
 
@@ -108,6 +111,61 @@ size_t qfs_row_size(enum qfs_type t, int64_t n)
     return (size_t)(n / ti->blck) * ti->type_size;
 }
 
+/* ---- SIMD dispatch (kernels/simd.h) ---------------------------------------- */
+
+#if defined(__x86_64__)
+static const qfs_row_quantizer simd_rows_avx2[QFS_TYPE_COUNT] = {
+    [QFS_TYPE_Q4_K] = qfs_quantize_row_q4_K_avx2,
+    [QFS_TYPE_Q5_K] = qfs_quantize_row_q5_K_avx2,
+    [QFS_TYPE_Q6_K] = qfs_quantize_row_q6_K_avx2,
+};
+#endif
+
+/* -1 until the first qfs_simd_level(); every thread computes the same value,
+ * so a race on the first call is harmless. */
+static _Atomic int simd_level = -1;
+
+enum qfs_simd qfs_simd_supported(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        return QFS_SIMD_AVX2;
+#endif
+    return QFS_SIMD_PORTABLE;
+}
+
+enum qfs_simd qfs_simd_level(void)
+{
+    int l = atomic_load_explicit(&simd_level, memory_order_relaxed);
+    if (l < 0) {
+        const char *env = getenv("QFS_SIMD");
+        l = env != NULL && strcmp(env, "off") == 0 ? QFS_SIMD_PORTABLE : (int)qfs_simd_supported();
+        atomic_store_explicit(&simd_level, l, memory_order_relaxed);
+    }
+    return (enum qfs_simd)l;
+}
+
+int qfs_simd_set(enum qfs_simd level)
+{
+    if ((int)level < 0 || level > qfs_simd_supported())
+        return -1;
+    atomic_store_explicit(&simd_level, (int)level, memory_order_relaxed);
+    return 0;
+}
+
+qfs_row_quantizer qfs_simd_row(enum qfs_type t, enum qfs_simd level)
+{
+    if ((unsigned)t >= QFS_TYPE_COUNT)
+        return NULL;
+#if defined(__x86_64__)
+    if (level == QFS_SIMD_AVX2)
+        return simd_rows_avx2[t];
+#endif
+    (void)level;
+    return NULL;
+}
+
 size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix)
 {
@@ -119,8 +177,11 @@ size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t n
         return 0;
     if (imatrix == NULL && ti->imatrix_required)
         return 0; /* ggml asserts, llama-quantize refuses: no defined bytes */
+    qfs_row_quantizer row = qfs_simd_row(t, qfs_simd_level());
+    if (row == NULL)
+        row = ti->quantize_row;
     unsigned char *out = dst;
     for (int64_t r = 0; r < nrows; r++)
-        ti->quantize_row(src + r * n_per_row, out + (size_t)r * row_size, n_per_row, imatrix);
+        row(src + r * n_per_row, out + (size_t)r * row_size, n_per_row, imatrix);
     return (size_t)nrows * row_size;
 }

@@ -57,7 +57,9 @@ struct qfs_type_info {
     size_t type_size;     /* bytes per block */
     /* Quantize one row of n floats (n % blck == 0).  imatrix: n importance
      * weights or NULL; rows functions of types with imatrix_ok == false
-     * ignore it (use qfs_quantize_rows, which refuses).  Never fails. */
+     * ignore it (use qfs_quantize_rows, which refuses).  Never fails.
+     * Always the portable function: qfs_quantize_rows may run a SIMD variant
+     * with the same bytes instead (kernels/simd.h). */
     void (*quantize_row)(const float *x, void *y, int64_t n, const float *imatrix);
     /* Inverse, for tests and error bounds. */
     void (*dequantize_row)(const void *x, float *y, int64_t n);
@@ -84,7 +86,9 @@ int qfs_type_from_name(const char *name);
 /* Bytes of one row of n elements; 0 when n is not a multiple of the block. */
 size_t qfs_row_size(enum qfs_type t, int64_t n);
 
-/* Quantize nrows rows of n_per_row floats.  Returns the bytes written
+/* Quantize nrows rows of n_per_row floats, with the SIMD variant of the type
+ * when the CPU has one (kernels/simd.h: chosen once at run time, same bytes;
+ * QFS_SIMD=off in the environment forces the portable functions).  Returns the bytes written
  * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row, and 0
  * when imatrix != NULL for a type whose weighted quantizer is not implemented
  * (imatrix_ok == false), and 0 when imatrix == NULL for a type with

@@ -1,8 +1,14 @@
-/* Throughput of the scalar CPU path: N f16 (or bf16) elements of random
+/* Throughput of the CPU kernels: N f16 (or bf16) elements of random
  * normal-ish data through qfs_to_f32, then qfs_quantize_rows for each type.
- * Prints M elements/s per stage (best of a few runs).  A benchmark, not a
- * test: `meson test --benchmark --suite kernels` or run the binary directly,
- * optionally with the element count in Mi as argv[1] (default 64). */
+ * Prints M elements/s per stage (best of a few runs).  Then, for the types
+ * with a SIMD variant (kernels/simd.h), portable vs SIMD vs ggml's
+ * ggml_quantize_chunk (libggml-base.so from $QFS_LLAMA_LIB_DIR, if it loads),
+ * plain and with an imatrix, on one thread, timed alternately in one process
+ * by thread CPU time (so other load on the machine skews them alike), and the
+ * ratio SIMD / ggml.  A benchmark, not a test: `meson test --benchmark
+ * --suite kernels` or run the binary directly, optionally with the element
+ * count in Mi as argv[1] (default 64) and the repetitions as argv[2]. */
+#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +16,83 @@
 #include <time.h>
 
 #include "kernels/qtypes.h"
+#include "kernels/simd.h"
 
 static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start,
+                                    int64_t nrows, int64_t n_per_row, const float *imatrix);
+
+static quantize_chunk_fn load_ggml(void)
+{
+    const char *dir = getenv("QFS_LLAMA_LIB_DIR");
+    if (dir == NULL || *dir == '\0')
+        return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/libggml-base.so", dir);
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    return lib != NULL ? (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk") : NULL;
+}
+
+/* Portable vs SIMD vs ggml for the types with a SIMD variant: each rep runs
+ * the three one after the other, the best CPU time of each is kept. */
+static void compare_simd(const float *f, void *q, int64_t nrows, int64_t row,
+                         const float *imatrix, int reps)
+{
+    const enum qfs_simd best = qfs_simd_supported();
+    const quantize_chunk_fn ggml = load_ggml();
+    printf("portable vs %s vs ggml, one thread, %lld rows of %lld, M elements/s by CPU time:\n",
+           best == QFS_SIMD_AVX2 ? "AVX2" : "(no SIMD)", (long long)nrows, (long long)row);
+    if (ggml == NULL)
+        printf("  (ggml not loaded: set QFS_LLAMA_LIB_DIR to the dir of libggml-base.so)\n");
+    printf("  %-16s %9s %9s %9s %11s %12s\n", "type", "portable", "simd", "ggml", "simd/ggml",
+           "simd/portable");
+    for (int t = 0; t < QFS_TYPE_COUNT; t++) {
+        if (qfs_simd_row((enum qfs_type)t, best) == NULL)
+            continue;
+        const struct qfs_type_info *ti = qfs_type_info((enum qfs_type)t);
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const float *im = weighted ? imatrix : NULL;
+            double tb[3] = {1e30, 1e30, 1e30};
+            for (int r = 0; r < reps; r++) {
+                for (int k = 0; k < 3; k++) {
+                    if (k == 2 && ggml == NULL)
+                        continue;
+                    if (k < 2)
+                        qfs_simd_set(k == 0 ? QFS_SIMD_PORTABLE : best);
+                    const double t0 = cpu_now();
+                    if (k < 2)
+                        qfs_quantize_rows((enum qfs_type)t, f, q, nrows, row, im);
+                    else
+                        ggml(t, f, q, 0, nrows, row, im);
+                    const double dt = cpu_now() - t0;
+                    tb[k] = dt < tb[k] ? dt : tb[k];
+                }
+            }
+            const double el = (double)(nrows * row) / 1e6;
+            char name[32];
+            snprintf(name, sizeof name, "%s%s", ti->name, weighted ? " (imatrix)" : "");
+            if (ggml != NULL)
+                printf("  %-16s %9.1f %9.1f %9.1f %10.2fx %11.2fx\n", name, el / tb[0],
+                       el / tb[1], el / tb[2], tb[2] / tb[1], tb[0] / tb[1]);
+            else
+                printf("  %-16s %9.1f %9.1f %9s %11s %11.2fx\n", name, el / tb[0], el / tb[1],
+                       "-", "-", tb[0] / tb[1]);
+        }
+    }
+    qfs_simd_set(best);
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -112,6 +189,7 @@ int main(int argc, char **argv)
                    (double)(rows * row) / best / 1e6);
         }
     }
+    compare_simd(f, q, nrows / 16 > 0 ? nrows / 16 : 1, row, imatrix, reps);
     free(imatrix);
     /* the end-to-end Q8_0 pipeline as the converter runs it: row by row */
     {

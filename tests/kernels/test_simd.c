@@ -1,0 +1,234 @@
+/* The SIMD row quantizers (kernels/simd.h) against the portable functions of
+ * the type table, byte for byte: every type with a variant at the CPU's best
+ * level, row lengths 256..4096, every distribution of testdata.h (whole rows,
+ * rows of two halves, and rows whose 32-element pieces each come from a
+ * random distribution, so the sub-blocks sharing a vector differ), without an
+ * importance matrix and with several shapes of one.  Then the dispatch:
+ * QFS_SIMD=off gives the portable level, qfs_quantize_rows follows the level.
+ * argv[1]: super-blocks per type in Ki (default 512: millions in all).
+ * Exit 77 when the CPU has no SIMD level (or the build has no variant). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/qtypes.h"
+#include "kernels/simd.h"
+#include "testdata.h"
+
+static const int64_t row_lengths[] = {256, 512, 768, 1024, 2048, 4096};
+
+enum imshape { IM_NONE, IM_UNIFORM, IM_LOGNORMAL, IM_ZEROS, IM_BLOCKZERO, IM_SPIKES, IM_TINY,
+               IM_COUNT };
+static const char *const imshape_name[IM_COUNT] = {
+    "none", "uniform", "lognormal", "zeros", "blockzero", "spikes", "tiny",
+};
+
+static void fill_imatrix(struct rng *r, enum imshape s, float *w, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (s) {
+        case IM_UNIFORM: w[i] = (float)(0.1 + 0.9 * rng_unif(r)); break;
+        case IM_LOGNORMAL: w[i] = expf(2.0f * rng_normal(r)); break;
+        case IM_ZEROS: w[i] = rng_unif(r) < 0.2 ? 0.0f : expf(2.0f * rng_normal(r)); break;
+        case IM_BLOCKZERO: w[i] = (i / 16) % 5 == 2 ? 0.0f : expf(rng_normal(r)); break;
+        case IM_SPIKES: w[i] = rng_unif(r) < 0.01 ? 1000.0f : 1.0f; break;
+        case IM_TINY: w[i] = (float)rng_unif(r) * 1e-20f; break;
+        default: break;
+        }
+    }
+}
+
+static void fill_row(struct rng *r, int d, int64_t row, float *x, int64_t n)
+{
+    switch (row % 4) {
+    case 1: /* two halves */
+        fill(r, (enum dist)d, x, n / 2);
+        fill(r, (enum dist)((d + (int)row) % D_COUNT), x + n / 2, n - n / 2);
+        break;
+    case 3: /* every 32 elements a random distribution */
+        for (int64_t i = 0; i < n; i += 32)
+            fill(r, (enum dist)(rng_u64(r) % D_COUNT), x + i, 32);
+        break;
+    default:
+        fill(r, (enum dist)d, x, n);
+        break;
+    }
+}
+
+static int failures;
+
+/* Returns the blocks compared. */
+static long compare_type(enum qfs_type t, qfs_row_quantizer simd, int im, long target_blocks)
+{
+    const struct qfs_type_info *ti = qfs_type_info(t);
+    struct rng r = {0x51d0u + 977u * (unsigned)t + 31u * (unsigned)im};
+    long blocks = 0;
+    int reported = 0;
+    for (size_t li = 0; li < sizeof row_lengths / sizeof row_lengths[0]; li++) {
+        const int64_t n = row_lengths[li];
+        const int64_t nb = n / ti->blck;
+        /* the blocks of one type and mode spread evenly over lengths and distributions */
+        const int64_t nrows =
+            target_blocks / (long)(sizeof row_lengths / sizeof row_lengths[0]) / D_COUNT / nb + 4;
+        const size_t rs = qfs_row_size(t, n);
+        float *x = malloc(sizeof(float) * (size_t)n);
+        float *imx = malloc(sizeof(float) * (size_t)n);
+        uint8_t *a = malloc(rs), *b = malloc(rs);
+        if (!x || !imx || !a || !b) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
+        for (int d = 0; d < D_COUNT; d++) {
+            for (int64_t row = 0; row < nrows; row++) {
+                if (im != IM_NONE && row % 8 == 0)
+                    fill_imatrix(&r, (enum imshape)im, imx, n);
+                fill_row(&r, d, row, x, n);
+                const float *w = im != IM_NONE ? imx : NULL;
+                memset(a, 0xAA, rs);
+                memset(b, 0x55, rs);
+                ti->quantize_row(x, a, n, w);
+                simd(x, b, n, w);
+                blocks += (long)nb;
+                if (memcmp(a, b, rs) == 0)
+                    continue;
+                failures++;
+                if (reported++ < 3) {
+                    size_t off = 0;
+                    while (a[off] == b[off])
+                        off++;
+                    const size_t blk = off / ti->type_size;
+                    fprintf(stderr,
+                            "MISMATCH %s n=%" PRId64 " dist=%s row=%" PRId64 " imatrix=%s: "
+                            "block %zu byte %zu: portable 0x%02x simd 0x%02x\n",
+                            ti->name, n, dist_name[d], row, imshape_name[im], blk,
+                            off % ti->type_size, a[off], b[off]);
+                }
+            }
+        }
+        free(x);
+        free(imx);
+        free(a);
+        free(b);
+    }
+    return blocks;
+}
+
+/* Values outside testdata.h's range: subnormals, near FLT_MAX, signed zeros
+ * around a single value, 1e-30 next to 1e30; importance zero, wide, tiny.
+ * Inputs whose searches overflow to inf/NaN must still give equal bytes. */
+static long compare_extremes(enum qfs_type t, qfs_row_quantizer simd)
+{
+    const struct qfs_type_info *ti = qfs_type_info(t);
+    enum { N = 1024 };
+    static float x[N], w[N];
+    static uint8_t a[N * 4], b[N * 4];
+    const size_t rs = qfs_row_size(t, N);
+    struct rng r = {0xe7u + (unsigned)t};
+    long blocks = 0;
+    for (int it = 0; it < 1200; it++) {
+        const int kind = it % 8;
+        for (int i = 0; i < N; i++) {
+            const float v = rng_normal(&r);
+            switch (kind) {
+            case 0: x[i] = v * 1e-39f; break;
+            case 1: x[i] = v * 1e36f; break;
+            case 2: x[i] = i % 32 == 5 ? v : (i & 1 ? 0.0f : -0.0f); break;
+            case 3: x[i] = rng_unif(&r) < 0.5 ? v * 1e-30f : v * 1e30f; break;
+            case 4: x[i] = v * 3e-38f; break;
+            case 5: x[i] = i % 16 == 0 ? v * 1e-44f : 0.0f; break;
+            case 6: x[i] = v * 1e38f; break;
+            default: x[i] = i % 7 == 0 ? -0.0f : (float)(int)(v * 3.0f); break;
+            }
+            const int ws = (it / 8) % 3;
+            w[i] = ws == 0   ? 0.0f
+                   : ws == 1 ? expf(3.0f * rng_normal(&r))
+                             : 1e-30f * (float)rng_unif(&r);
+        }
+        for (int wt = 0; wt < 2; wt++) {
+            if (wt && !ti->imatrix_ok)
+                continue;
+            ti->quantize_row(x, a, N, wt ? w : NULL);
+            simd(x, b, N, wt ? w : NULL);
+            blocks += N / ti->blck;
+            if (memcmp(a, b, rs) != 0 && failures++ < 10)
+                fprintf(stderr, "MISMATCH %s extreme kind %d imatrix %d (iteration %d)\n",
+                        ti->name, kind, wt, it);
+        }
+    }
+    return blocks;
+}
+
+/* qfs_quantize_rows follows the level; QFS_SIMD=off was honoured at start-up. */
+static void check_dispatch(enum qfs_simd best)
+{
+    if (qfs_simd_level() != QFS_SIMD_PORTABLE) {
+        fprintf(stderr, "QFS_SIMD=off: level %d, expected portable\n", (int)qfs_simd_level());
+        failures++;
+    }
+    if (qfs_simd_set((enum qfs_simd)(best + 1)) != -1) {
+        fprintf(stderr, "qfs_simd_set accepted a level the CPU lacks\n");
+        failures++;
+    }
+    struct rng r = {7};
+    const int64_t n = 4096, nrows = 8;
+    float *x = malloc(sizeof(float) * (size_t)(n * nrows));
+    float *imx = malloc(sizeof(float) * (size_t)n);
+    uint8_t *a = malloc((size_t)(n * nrows)), *b = malloc((size_t)(n * nrows));
+    if (!x || !imx || !a || !b)
+        exit(1);
+    fill(&r, D_NORMAL, x, n * nrows);
+    fill_imatrix(&r, IM_LOGNORMAL, imx, n);
+    for (int t = 0; t < QFS_TYPE_COUNT; t++) {
+        if (qfs_simd_row((enum qfs_type)t, best) == NULL)
+            continue;
+        for (int w = 0; w < 2; w++) {
+            qfs_simd_set(QFS_SIMD_PORTABLE);
+            const size_t sa = qfs_quantize_rows((enum qfs_type)t, x, a, nrows, n, w ? imx : NULL);
+            qfs_simd_set(best);
+            const size_t sb = qfs_quantize_rows((enum qfs_type)t, x, b, nrows, n, w ? imx : NULL);
+            if (sa == 0 || sa != sb || memcmp(a, b, sa) != 0) {
+                fprintf(stderr, "qfs_quantize_rows type %d imatrix %d: levels differ\n", t, w);
+                failures++;
+            }
+        }
+    }
+    free(x);
+    free(imx);
+    free(a);
+    free(b);
+}
+
+int main(int argc, char **argv)
+{
+    setenv("QFS_SIMD", "off", 1); /* before the first qfs_simd_level() */
+    const long target = (argc > 1 ? atol(argv[1]) : 512) * 1024;
+    const enum qfs_simd best = qfs_simd_supported();
+    int ntypes = 0;
+    for (int t = 0; t < QFS_TYPE_COUNT; t++)
+        ntypes += best != QFS_SIMD_PORTABLE && qfs_simd_row((enum qfs_type)t, best) != NULL;
+    if (ntypes == 0) {
+        printf("skipped: no SIMD level on this CPU (or no variant in this build)\n");
+        return 77;
+    }
+    check_dispatch(best);
+    long total = 0;
+    for (int t = 0; t < QFS_TYPE_COUNT; t++) {
+        const qfs_row_quantizer simd = qfs_simd_row((enum qfs_type)t, best);
+        if (simd == NULL)
+            continue;
+        const struct qfs_type_info *ti = qfs_type_info((enum qfs_type)t);
+        /* the plain path gets half of the blocks, the imatrix shapes share the rest */
+        long plain = compare_type((enum qfs_type)t, simd, IM_NONE, target / 2);
+        long weighted = 0;
+        if (ti->imatrix_ok)
+            for (int im = IM_NONE + 1; im < IM_COUNT; im++)
+                weighted += compare_type((enum qfs_type)t, simd, im, target / 2 / (IM_COUNT - 1));
+        const long extreme = compare_extremes((enum qfs_type)t, simd);
+        printf("%-6s %ld blocks plain, %ld with imatrix, %ld extreme: %s\n", ti->name, plain,
+               weighted, extreme, failures ? "failures so far" : "equal");
+        total += plain + weighted + extreme;
+    }
+    printf("%ld blocks compared, %d differing rows\n", total, failures);
+    return failures ? 1 : 0;
+}
