@@ -45,6 +45,7 @@ enum qfs_cache_codec {
     QFS_CODEC_NONE = 0,    /* untagged (tests, qfs_cache_get) */
     QFS_CODEC_SRCHASH = 1, /* remembered source content hashes (qfs_cache_srchash_*) */
     QFS_CODEC_GGUF = 2,    /* GGUF tensor chunks (codecs/gguf_file.c) */
+    QFS_CODEC_AWQ = 3,     /* AWQ safetensors chunks (codecs/awq.c) */
 };
 #define QFS_SRCHASH_VERSION 1
 

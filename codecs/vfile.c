@@ -1,6 +1,8 @@
 /* Producing the bytes of a tensor chunk, and the chunk's identity (cache key). */
 #include "vfile.h"
 
+#include "../kernels/dispatch.h"
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -21,6 +23,8 @@ void qfs_vfile_free(struct qfs_vfile *vf)
     for (int i = 0; i < vf->n_tensors; i++)
         free(vf->tensors[i].name);
     free(vf->tensors);
+    if (vf->codec_state_free)
+        vf->codec_state_free(vf->codec_state);
     free(vf->head);
     free(vf->name);
     free(vf);
@@ -55,8 +59,15 @@ static enum qfs_type dtype_as_type(enum qfs_dtype dt)
     return dt == QFS_DT_F32 ? QFS_TYPE_F32 : dt == QFS_DT_F16 ? QFS_TYPE_F16 : QFS_TYPE_BF16;
 }
 
+uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf)
+{
+    return QFS_CACHE_TAG(vf->cache_codec ? vf->cache_codec : QFS_CODEC_GGUF, vf->codec_version);
+}
+
 int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst)
 {
+    if (t->ops)
+        return t->ops->produce(t, chunk, dst);
     int64_t row0;
     const int64_t nrows = chunk_rows(t, chunk, &row0);
     const size_t esz = qfs_dtype_size(t->src->dtype);
@@ -69,22 +80,22 @@ int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst
                    t->row_bytes);
         return 0;
     }
-    float *f = malloc((size_t)nrows * (size_t)t->row_elems * sizeof *f);
-    if (!f)
+    /* widen + quantize on the chosen device (kernels/dispatch.h): the GPU for large
+     * chunks when there is one, else (and on any CUDA error) the CPU, same bytes */
+    const uint8_t **rows = malloc((size_t)nrows * sizeof *rows);
+    if (!rows)
         return -ENOMEM;
     for (int64_t r = 0; r < nrows; r++)
-        qfs_to_f32(t->src->dtype,
-                   t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes,
-                   f + r * t->row_elems, t->row_elems);
-    size_t n = qfs_quantize_rows(t->type, f, dst, nrows, t->row_elems, t->imatrix);
-    free(f);
-    return n == (size_t)nrows * t->row_bytes ? 0 : -EINVAL;
+        rows[r] = t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes;
+    int rc = qfs_quantize_rows_dev(t->type, t->src->dtype, rows, nrows, t->row_elems,
+                                   t->imatrix, dst);
+    free(rows);
+    return rc;
 }
 
-int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
-                    struct qfs_cache_key *key)
+void qfs_src_memo_hash(struct qfs_src_memo *m, const struct qfs_st_tensor *src,
+                       struct qfs_cache_key *out)
 {
-    struct qfs_src_memo *m = t->memo;
     pthread_mutex_lock(&m->lock);
     if (!m->done) { /* hashing under the lock: concurrent first users wait for one hash */
         struct qfs_cache *store = atomic_load(&hash_store);
@@ -96,8 +107,8 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
                                       .mtime_ns = m->shard->mtime_ns};
         }
         if (!store || !m->shard ||
-            qfs_cache_srchash_get(store, &id, t->src->file_offset, t->src->nbytes, &m->hash) < 0) {
-            qfs_hash128(t->src->data, t->src->nbytes, &m->hash);
+            qfs_cache_srchash_get(store, &id, src->file_offset, src->nbytes, &m->hash) < 0) {
+            qfs_hash128(src->data, src->nbytes, &m->hash);
             /* Remember it only if the file is still the one described: a rewrite during
              * the hash would otherwise file new bytes' hash under the old identity. */
             struct stat st;
@@ -105,12 +116,21 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
                 (uint64_t)st.st_dev == id.dev && (uint64_t)st.st_ino == id.ino &&
                 (uint64_t)st.st_size == id.size &&
                 (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == id.mtime_ns)
-                qfs_cache_srchash_put(store, &id, t->src->file_offset, t->src->nbytes, &m->hash);
+                qfs_cache_srchash_put(store, &id, src->file_offset, src->nbytes, &m->hash);
         }
         m->done = 1;
     }
-    struct qfs_cache_key src = m->hash;
+    *out = m->hash;
     pthread_mutex_unlock(&m->lock);
+}
+
+int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
+                    struct qfs_cache_key *key)
+{
+    if (t->ops)
+        return t->ops->key(vf, t, chunk, key);
+    struct qfs_cache_key src;
+    qfs_src_memo_hash(t->memo, t->src, &src);
 
     int64_t row0;
     const int64_t nrows = chunk_rows(t, chunk, &row0);

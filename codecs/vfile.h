@@ -33,8 +33,20 @@ struct qfs_src_memo {
                                          remembered across mounts */
 };
 
+struct qfs_vtensor;
+struct qfs_vfile;
+
+/* A codec other than GGUF produces and keys its chunks itself (qfs_vtensor_produce and
+ * qfs_vtensor_key dispatch here when qfs_vtensor.ops is set). Same contracts as those. */
+struct qfs_vtensor_ops {
+    int (*produce)(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst);
+    int (*key)(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
+               struct qfs_cache_key *key);
+};
+
 struct qfs_vtensor {
-    char *name;                      /* GGUF name, "blk.0.attn_q.weight" */
+    char *name;                      /* GGUF name, "blk.0.attn_q.weight" (other codecs:
+                                        the name in their container) */
     int n_dims;
     int64_t ne[4];                   /* ggml order: ne[0] = row length */
     enum qfs_type type;              /* output type */
@@ -50,6 +62,8 @@ struct qfs_vtensor {
     struct qfs_src_memo *memo;       /* the source tensor's content hash (model-owned) */
     const float *imatrix;            /* row_elems importance weights (model-owned) or NULL */
     struct qfs_cache_key imatrix_hash; /* XXH3-128 of those weights (when imatrix) */
+    const struct qfs_vtensor_ops *ops; /* NULL: the GGUF path (type, xform, imatrix) */
+    const void *codec;               /* ops' per-tensor data (owned by vf->codec_state) */
 };
 
 struct qfs_vfile {
@@ -60,7 +74,13 @@ struct qfs_vfile {
     struct qfs_vtensor *tensors; /* sorted by offset; gaps between tensors are zeros */
     int n_tensors;
     uint32_t codec_version;  /* algorithm version, enters every chunk key */
+    uint32_t cache_codec;    /* enum qfs_cache_codec of its chunks; 0 is read as GGUF */
+    void *codec_state;       /* freed with codec_state_free by qfs_vfile_free */
+    void (*codec_state_free)(void *);
 };
+
+/* The cache tag of vf's chunks: QFS_CACHE_TAG(codec, codec_version). */
+uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf);
 
 void qfs_vfile_free(struct qfs_vfile *vf);
 
@@ -77,6 +97,11 @@ int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst
  * Hashes the source tensor on first use.  0 or negative errno. */
 int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
                     struct qfs_cache_key *key);
+
+/* The content hash of source tensor src (memo: its model-owned memo), computed (or
+ * recalled from the hash store) on first use.  Thread-safe; cannot fail. */
+void qfs_src_memo_hash(struct qfs_src_memo *memo, const struct qfs_st_tensor *src,
+                       struct qfs_cache_key *out);
 
 /* Where source content hashes are remembered across mounts (the chunk cache); NULL: not
  * remembered.  Set once the cache is open and cleared before it closes. */

@@ -15,6 +15,7 @@
 
 #include "../cache/cache.h"
 #include "../codecs/vfile.h"
+#include "../kernels/dispatch.h"
 #include "../util/log.h"
 #include "commands.h"
 #include "ll.h"
@@ -243,6 +244,13 @@ int main(int argc, char **argv)
     if (fuse_daemonize(o.foreground) != 0)
         goto out_unmount;
 
+    /* The device after the fork too (a CUDA context does not survive one).  Never
+     * fails: without a usable GPU the CPU quantizes, and a log line says why. */
+    struct qfs_dev_opts dev = {.mode = QFS_DEV_AUTO, .index = -1, .mem_max = o.gpu_mem};
+    if (o.device)
+        qfs_dev_parse(o.device, &dev); /* checked by qfs_opts_parse */
+    qfs_dev_init(&dev);
+
     /* Threads only after the fork of fuse_daemonize.  Without them reads still work. */
     unsigned pf_threads = o.prefetch_threads < 0 ? qfs_prefetch_default_threads()
                                                  : (unsigned)o.prefetch_threads;
@@ -316,6 +324,7 @@ out_unmount:
     qfs_live_stop(live); /* no rescan, no reaping (it waits on prefetch) from here */
     qfs_prefetch_stop(ll.prefetch);
     ll.prefetch = NULL;
+    qfs_dev_shutdown(); /* no chunk is produced any more */
     fuse_session_unmount(se);
     /* After the unmount: a readiness probe still waiting on the mount returns now. */
     atomic_store(&stop_notify, NULL);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../codecs/gguf_plan.h"
+#include "../kernels/dispatch.h"
 #include "warm.h"
 
 /* FUSE mount/session options passed through unchanged (name, or name= prefix). */
@@ -71,6 +72,11 @@ void qfs_opts_usage(const char *prog)
            "     prewarm=T[,T..] fill the cache for these output types (e.g. Q4_K_M,Q8_0)\n"
            "                     of every model after mounting, in the background at the\n"
            "                     lowest priority\n"
+           "     device=D        where chunks are quantized: auto (a CUDA GPU when the\n"
+           "                     driver finds one, else the CPU), cpu, cuda, cuda:N;\n"
+           "                     same bytes on either; without a usable GPU, cuda logs\n"
+           "                     a warning and uses the CPU (default auto)\n"
+           "     gpu_mem=SIZE    device memory the GPU path may use (default 1G)\n"
            "     allow_other, allow_root, auto_unmount, fsname=, and the other FUSE\n"
            "     mount options are passed to FUSE; the mount is always ro, nosuid, nodev,\n"
            "     default_permissions.  rw, dev, suid, defaults, auto, noauto, nofail,\n"
@@ -279,6 +285,23 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                     rc = 2;
                 }
             }
+        } else if (!strncmp(t, "device=", 7)) {
+            struct qfs_dev_opts d;
+            if (qfs_dev_parse(t + 7, &d) < 0) {
+                fprintf(stderr, "quantfs: -o %s: expected auto, cpu, cuda or cuda:N\n", t);
+                rc = 2;
+            } else {
+                free(o->device);
+                if (!(o->device = strdup(t + 7)))
+                    rc = 1;
+            }
+        } else if (!strncmp(t, "gpu_mem=", 8)) {
+            if (qfs_parse_size(t + 8, &v) < 0 || v < (64u << 20)) {
+                fprintf(stderr, "quantfs: -o %s: expected a size of at least 64M\n", t);
+                rc = 2;
+            } else {
+                o->gpu_mem = v;
+            }
         } else if (!strncmp(t, "stop_timeout=", 13)) {
             if (qfs_parse_size(t + 13, &v) < 0 || v > 86400 || strpbrk(t + 13, "kKmMgGtT")) {
                 fprintf(stderr, "quantfs: -o %s: expected seconds from 0 to 86400\n", t);
@@ -393,6 +416,7 @@ void qfs_opts_free(struct qfs_opts *o)
     free(o->cache_shared);
     free(o->cache_hmac_key);
     free(o->prewarm);
+    free(o->device);
     for (int i = 0; i < o->n_imatrix; i++)
         free(o->imatrix[i]);
     free(o->imatrix);

@@ -1,6 +1,6 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
  * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=, max_read=, prefetch=, prefetch_threads=,
- * imatrix=MODEL=FILE, stop_timeout=, rescan=, prewarm=) are consumed here; options
+ * imatrix=MODEL=FILE, stop_timeout=, rescan=, prewarm=, device=, gpu_mem=) are consumed here; options
  * mount(8) and fstab add
  * (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE mount options are
  * collected for fuse_session_new; anything else is an error (exit 2). */
@@ -34,6 +34,8 @@ struct qfs_opts {
     bool nowatch;           /* -o nowatch: no inotify (periodic rescans and SIGHUP only) */
     char *prewarm;          /* -o prewarm=TYPE[,TYPE...] (or ':'-separated): the output
                                types to prewarm, stored comma-separated, or NULL */
+    char *device;           /* -o device=auto|cpu|cuda|cuda:N (checked), or NULL: auto */
+    uint64_t gpu_mem;       /* -o gpu_mem=SIZE: device memory of the GPU path; 0: default */
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
     char **fuse_argv;
     int fuse_argc;

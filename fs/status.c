@@ -8,6 +8,7 @@
 #include "../cache/cache.h"
 #include "../codecs/model.h"
 #include "../codecs/vfile.h"
+#include "../kernels/dispatch.h"
 #include "namespace.h"
 #include "rescan.h"
 #include "warm.h"
@@ -85,6 +86,24 @@ static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info 
         put(c, "srchash_stored", u64(s.srchash_stored), bad);
     }
     return c;
+}
+
+/* Where chunks were quantized (kernels/dispatch.h). */
+static json_t *dev_json(int *bad)
+{
+    struct qfs_dev_stats ds;
+    qfs_dev_get_stats(&ds);
+    json_t *d = json_object();
+    if (!d) {
+        *bad = 1;
+        return NULL;
+    }
+    put(d, "built", json_boolean(qfs_dev_built_with_cuda()), bad);
+    put(d, "gpu_chunks", u64(ds.gpu_calls), bad);
+    put(d, "gpu_rows", u64(ds.gpu_rows), bad);
+    put(d, "cpu_chunks", u64(ds.cpu_calls), bad);
+    put(d, "fallbacks", u64(ds.fallbacks), bad);
+    return d;
 }
 
 static json_t *live_json(struct qfs_live *live, int *bad)
@@ -173,6 +192,10 @@ int qfs_status_render(const struct qfs_ns *ns, struct qfs_cache *cache,
     put(root, "version", json_string(QFS_VERSION), &bad);
     put(root, "source", str(ns->source), &bad);
     put(root, "mountpoint", info->mountpoint ? str(info->mountpoint) : json_null(), &bad);
+    put(root, "device", str(qfs_dev_name()), &bad);
+    if (qfs_dev_note())
+        put(root, "device_note", str(qfs_dev_note()), &bad);
+    put(root, "gpu", dev_json(&bad), &bad);
     put(root, "cache", cache_json(cache, info, &bad), &bad);
     put(root, "generation", u64(ns->generation), &bad);
     if (info->live)
