@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "../util/log.h"
+#include "awq.h"
 #include "gguf_file.h"
 #include "gguf_plan.h"
 
@@ -164,8 +165,16 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         goto fail;
     if ((rc = load_imatrix(m, o)) < 0)
         goto fail;
+    /* The AWQ file is offered only when asked for (-o awq_group=N): it is not finished
+     * (no <model>.awq/ directory yet, see the AWQ issue). */
+    m->awq_group = o ? o->awq_group : 0;
+    if (m->awq_group && !qfs_awq_group_ok(m->awq_group)) {
+        qfs_err("%s: AWQ group size %d: expected 32, 64 or 128", m->dir, m->awq_group);
+        rc = -EINVAL;
+        goto fail;
+    }
     rc = -ENOMEM;
-    m->files = calloc((size_t)qfs_gguf_n_mixes, sizeof *m->files);
+    m->files = calloc((size_t)qfs_gguf_n_mixes + 1, sizeof *m->files); /* + the AWQ file */
     if (!m->files)
         goto fail;
     for (int i = 0; i < qfs_gguf_n_mixes; i++) {
@@ -178,6 +187,14 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         if (rc < 0)
             goto fail;
         m->files[m->n_files++] = vf;
+    }
+    if (m->awq_group) {
+        struct qfs_vfile *vf;
+        rc = qfs_awq_build(m, &vf);
+        if (rc < 0 && rc != -ENOTSUP) /* -ENOTSUP: no AWQ file for this model; logged */
+            goto fail;
+        if (rc == 0)
+            m->files[m->n_files++] = vf;
     }
     if (m->n_files == 0) {
         rc = -ENOTSUP;

@@ -22,6 +22,7 @@ struct qfs_model {
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     int64_t n_params;          /* elements of all GGUF tensors (size label) */
     struct qfs_imatrix *imatrix; /* the importance matrix in use, or NULL */
+    int awq_group;             /* group size of the AWQ file (32, 64 or 128), 0: none */
     _Atomic int stale;         /* set once a source file no longer matches this description
                                   (qfs_model_check_source): never produce from it again */
 };
@@ -31,6 +32,8 @@ struct qfs_model_opts {
                           * (NULL: no check) */
     const char *imatrix; /* importance matrix file; NULL: dir/imatrix.gguf or dir/imatrix.dat
                           * when present */
+    int awq_group;       /* 32, 64 or 128: also offer <model>.awq.safetensors with that AWQ
+                          * group size (-o awq_group, experimental); 0: no AWQ file */
 };
 
 /* o may be NULL (no root check, default imatrix lookup).

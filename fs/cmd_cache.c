@@ -12,12 +12,14 @@
 #include "../cache/store.h"
 #include "../codecs/gguf_file.h"
 #include "commands.h"
+#include "../codecs/awq.h"
 #include "options.h"
 
 /* The tags a current build can ask for: everything else is garbage to gc. */
 static const uint32_t live_tags[] = {
     QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION),
     QFS_CACHE_TAG(QFS_CODEC_GGUF, QFS_GGUF_CODEC_VERSION),
+    QFS_CACHE_TAG(QFS_CODEC_AWQ, QFS_AWQ_CODEC_VERSION),
 };
 
 static void usage(FILE *f)
@@ -42,6 +44,7 @@ static const char *codec_name(uint32_t tag)
     case QFS_CODEC_NONE: return "untagged";
     case QFS_CODEC_SRCHASH: return "source-hash";
     case QFS_CODEC_GGUF: return "gguf";
+    case QFS_CODEC_AWQ: return "awq";
     default: return "unknown";
     }
 }

@@ -273,7 +273,8 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
         desc_put(d);
         return -ENOMEM;
     }
-    const struct qfs_model_opts mo = {.root = b->ns->source, .imatrix = imatrix};
+    const struct qfs_model_opts mo = {.root = b->ns->source, .imatrix = imatrix,
+                                      .awq_group = b->opts ? b->opts->awq_group : 0};
     int rc = qfs_model_open(abs, &mo, &d->model);
     if (rc < 0) {
         d->model = NULL;

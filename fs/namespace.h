@@ -101,6 +101,7 @@ struct qfs_ns {
 struct qfs_ns_opts {
     char *const *imatrix; /* "MODEL=FILE": the importance matrix of model directory MODEL */
     int n_imatrix;
+    int awq_group;        /* qfs_model_opts.awq_group for every model */
 };
 /* o may be NULL. */
 int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);

@@ -60,6 +60,8 @@ void qfs_opts_usage(const char *prog)
            "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
            "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
            "                     0 disables prefetch)\n"
+           "     awq_group=N     experimental: also offer <model>.awq.safetensors\n"
+           "                     (AutoAWQ GEMM layout, group size 32, 64 or 128)\n"
            "     imatrix=MODEL=FILE  importance matrix (llama.cpp imatrix .gguf or .dat) for\n"
            "                     the model directory MODEL; default: MODEL/imatrix.gguf or\n"
            "                     MODEL/imatrix.dat when present (repeatable)\n"
@@ -238,6 +240,13 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 rc = 2;
             } else {
                 o->max_read = (unsigned)v;
+            }
+        } else if (!strncmp(t, "awq_group=", 10)) {
+            if (strcmp(t + 10, "32") && strcmp(t + 10, "64") && strcmp(t + 10, "128")) {
+                fprintf(stderr, "quantfs: -o %s: expected 32, 64 or 128\n", t);
+                rc = 2;
+            } else {
+                o->awq_group = atoi(t + 10);
             }
         } else if (!strncmp(t, "imatrix=", 8)) {
             const char *eq = strchr(t + 8, '=');

@@ -28,6 +28,7 @@ struct qfs_opts {
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
+    int awq_group;          /* -o awq_group=32|64|128 (experimental AWQ file); 0: off */
     int n_imatrix;
     unsigned stop_timeout;  /* seconds to wait for open files on SIGTERM/SIGINT */
     unsigned rescan;        /* -o rescan=S: seconds between periodic rescans; 0: none */

@@ -93,7 +93,7 @@ int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stat
         return rc;
     struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = stats};
     const struct qfs_cache_entry *e = NULL;
-    rc = qfs_cache_get_tagged(cache, &key, QFS_CACHE_TAG(QFS_CODEC_GGUF, vf->codec_version),
+    rc = qfs_cache_get_tagged(cache, &key, qfs_vfile_cache_tag(vf),
                               qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e, NULL);
     if (rc < 0)
         return rc;
@@ -130,7 +130,7 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
     const struct qfs_cache_entry *e = NULL;
     int outcome = -1;
-    rc = qfs_cache_get_tagged(ctx->cache, &key, QFS_CACHE_TAG(QFS_CODEC_GGUF, vf->codec_version),
+    rc = qfs_cache_get_tagged(ctx->cache, &key, qfs_vfile_cache_tag(vf),
                               clen, fill_chunk, &f, &e, &outcome);
     if (rc < 0) {
         qfs_err("%s: tensor %s chunk %lld: %s", vf->name, t->name, (long long)chunk,
