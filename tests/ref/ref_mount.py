@@ -6,6 +6,7 @@
                          byte-identical to the converter's files)
   ref_mount.py imatrix   tinyllama-256 with llama.cpp's importance matrix: every type
                          (including the imatrix-only IQ types) equals llama-quantize --imatrix
+                         and loads and generates in llama.cpp
   ref_mount.py llama     every mounted file loads in llama.cpp (npm libllama, mmap) and
                          generates text;
                          32-token greedy generations from our F16 equal the reference F16's;
@@ -90,6 +91,13 @@ def imatrix_digests(mnt):
         q.check(r.returncode == 0, f"{model}.{t} (imatrix): {out[-1] if out else ''}")
         if r.returncode:
             print("\n".join(out[:20]))
+        if os.path.exists(os.path.join(q.LLAMA_LIB_DIR, "libllama.v0.5.0.so")):
+            rc, gout, gerr = llama("generate", path, "8", "The")
+            lines = gout.strip().splitlines()
+            ok = rc == 0 and len(lines) >= 1 and len(lines[0].split()) == 8
+            q.check(ok, f"{model}.{t} (imatrix) loads in llama.cpp and generates: {lines[-1:] if ok else ''}")
+            if not ok:
+                print(gerr[-1500:])
 
 
 def ppl(path, chunks):
