@@ -133,6 +133,15 @@ static inline QFS_HD int qfs_nearest_int(float f)
     return (int)(qfs_f32_bits(v) & 0x007fffffu) - 0x00400000;
 }
 
+/* (int)v as x86's cvttss2si computes it: truncation toward zero, and INT_MIN for NaN
+ * and for values outside int's range.  A C cast of those is undefined (and CUDA
+ * saturates instead), yet a block whose 1/d overflowed (max below ~2e-38) feeds them
+ * here, and the reference's bytes for it are x86's. */
+static inline QFS_HD int qfs_f2i_x86(float v)
+{
+    return (v > -2147483648.0f && v < 2147483648.0f) ? (int)v : (-2147483647 - 1);
+}
+
 /* roundf without libm (x86-64's baseline has no roundss, so roundf is an
  * out-of-line call there): round half away from zero, bit-identical to roundf
  * for every float.  |x| >= 2^23 is already integral, and NaN/inf fail the
@@ -246,8 +255,8 @@ static inline QFS_HD void qfs_quantize_block_q4_0(const float *x, block_q4_0 *y)
         const float v0 = x[j] * id;
         const float v1 = x[j + QK4_0 / 2] * id;
         /* v in [-8, 8]: truncation of v + 8.5 is a round-half-up to 0..16 */
-        const int q0 = qfs_imin(15, (int)(v0 + 8.5f));
-        const int q1 = qfs_imin(15, (int)(v1 + 8.5f));
+        const int q0 = qfs_imin(15, qfs_f2i_x86(v0 + 8.5f));
+        const int q1 = qfs_imin(15, qfs_f2i_x86(v1 + 8.5f));
         /* masks: a block whose 1/d overflows gives INT_MIN here (x86), whose low
          * byte 0 is what the reference stores; no shift of a negative value */
         qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
@@ -278,8 +287,8 @@ static inline QFS_HD void qfs_quantize_block_q4_1(const float *x, block_q4_1 *y)
     for (int j = 0; j < QK4_1 / 2; j++) {
         const float v0 = (x[j] - min) * id;
         const float v1 = (x[j + QK4_1 / 2] - min) * id;
-        const int q0 = qfs_imin(15, (int)(v0 + 0.5f));
-        const int q1 = qfs_imin(15, (int)(v1 + 0.5f));
+        const int q0 = qfs_imin(15, qfs_f2i_x86(v0 + 0.5f));
+        const int q1 = qfs_imin(15, qfs_f2i_x86(v1 + 0.5f));
         /* masks: a block whose 1/d overflows gives INT_MIN here (x86), whose low
          * byte 0 is what the reference stores; no shift of a negative value */
         qs[j] = (uint8_t)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
@@ -311,8 +320,8 @@ static inline QFS_HD void qfs_quantize_block_q5_0(const float *x, block_q5_0 *y)
     for (int j = 0; j < QK5_0 / 2; j++) {
         const float v0 = x[j] * id;
         const float v1 = x[j + QK5_0 / 2] * id;
-        const uint32_t q0 = (uint32_t)qfs_imin(31, (int)(v0 + 16.5f));
-        const uint32_t q1 = (uint32_t)qfs_imin(31, (int)(v1 + 16.5f));
+        const uint32_t q0 = (uint32_t)qfs_imin(31, qfs_f2i_x86(v0 + 16.5f));
+        const uint32_t q1 = (uint32_t)qfs_imin(31, qfs_f2i_x86(v1 + 16.5f));
         qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
         hbit[j] = ((q0 >> 4) & 1u) << j;
         hbit[j + QK5_0 / 2] = ((q1 >> 4) & 1u) << (j + QK5_0 / 2);
@@ -359,8 +368,8 @@ static inline QFS_HD void qfs_quantize_block_q5_1(const float *x, block_q5_1 *y)
         const float v0 = (x[j] - min) * id;
         const float v1 = (x[j + QK5_1 / 2] - min) * id;
         /* the reference truncates to uint8 without clamping: v <= 31 + rounding */
-        const uint32_t q0 = (uint32_t)(uint8_t)(v0 + 0.5f);
-        const uint32_t q1 = (uint32_t)(uint8_t)(v1 + 0.5f);
+        const uint32_t q0 = (uint32_t)(uint8_t)qfs_f2i_x86(v0 + 0.5f);
+        const uint32_t q1 = (uint32_t)(uint8_t)qfs_f2i_x86(v1 + 0.5f);
         qs[j] = (uint8_t)((q0 & 0x0fu) | ((q1 & 0x0fu) << 4));
         hbit[j] = ((q0 >> 4) & 1u) << j;
         hbit[j + QK5_1 / 2] = ((q1 >> 4) & 1u) << (j + QK5_1 / 2);
@@ -396,7 +405,7 @@ static inline QFS_HD void qfs_quantize_block_q8_0(const float *x, block_q8_0 *y)
     y->d = qfs_fp32_to_fp16(d);
     int8_t qs[QK8_0];
     for (int j = 0; j < QK8_0; j++)
-        qs[j] = (int8_t)qfs_roundf(x[j] * id); /* half away from zero */
+        qs[j] = (int8_t)qfs_f2i_x86(qfs_roundf(x[j] * id)); /* half away from zero */
     memcpy(y->qs, qs, sizeof qs);
 }
 
