@@ -26,6 +26,7 @@
 #define QFS_QUANT_BLOCK_IQ_H
 
 #include "kernels/quant_block.h"
+#include "kernels/quant_block_k.h" /* qfs_make_qp_quants */
 
 /* The search structures of one codebook (built by quant_iq.c from the grid
  * table; read-only afterwards, shared by all threads). */
@@ -202,78 +203,8 @@ static inline QFS_HD float qfs_iq_search_scale(const struct qfs_iq_lattice *lat,
     return scale;
 }
 
-/* ggml's make_qp_quants(n, nmax, x, L, w) for IQ2_XXS's starting scale: a
- * weighted fit of x >= 0 (one value may be negative) to levels 0..nmax.  The
- * levels are bytes, so a negative level wraps to 255.. as in ggml, and the
- * wrapped value is what the refinement passes then use. */
-static inline QFS_HD float qfs_make_qp_quants(int n, int nmax, const float *x, uint8_t *L,
-                                              const float *w)
-{
-    float max = 0.0f;
-    for (int i = 0; i < n; i++)
-        max = qfs_fmaxf_ref(max, x[i]);
-    if (max < QFS_IQ_EPS_IQ2) {
-        for (int i = 0; i < n; i++)
-            L[i] = 0;
-        return 0.0f;
-    }
-    float iscale = (float)nmax / max;
-    for (int i = 0; i < n; i++)
-        L[i] = (uint8_t)qfs_nearest_int(iscale * x[i]);
-    const float scale = 1.0f / iscale;
-    float best_mse = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const float diff = x[i] - scale * (float)L[i];
-        best_mse += w[i] * diff * diff;
-    }
-    for (int is = -4; is <= 4; is++) {
-        if (is == 0)
-            continue;
-        const float iscale_is = (0.1f * (float)is + (float)nmax) / max;
-        const float scale_is = 1.0f / iscale_is;
-        float mse = 0.0f;
-        for (int i = 0; i < n; i++) {
-            const int l = qfs_imin(nmax, qfs_nearest_int(iscale_is * x[i]));
-            const float diff = x[i] - scale_is * (float)l;
-            mse += w[i] * diff * diff;
-        }
-        if (mse < best_mse) {
-            best_mse = mse;
-            iscale = iscale_is;
-        }
-    }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; i++) {
-        const int l = qfs_imin(nmax, qfs_nearest_int(iscale * x[i]));
-        L[i] = (uint8_t)l;
-        sumlx += w[i] * x[i] * (float)l;
-        suml2 += w[i] * (float)l * (float)l;
-    }
-    for (int pass = 0; pass < 5; pass++) {
-        int changed = 0;
-        for (int i = 0; i < n; i++) {
-            float slx = sumlx - w[i] * x[i] * (float)L[i];
-            float sl2 = suml2 - w[i] * (float)L[i] * (float)L[i];
-            if (slx > 0.0f && sl2 > 0.0f) {
-                const int nl = qfs_imin(nmax, qfs_nearest_int(x[i] * sl2 / slx));
-                if (nl != (int)L[i]) {
-                    slx += w[i] * x[i] * (float)nl;
-                    sl2 += w[i] * (float)nl * (float)nl;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)nl;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed++;
-                    }
-                }
-            }
-        }
-        if (!changed)
-            break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
+/* IQ2_XXS's starting scale is ggml's make_qp_quants: qfs_make_qp_quants of
+ * quant_block_k.h (Q2_K uses it too). */
 /* Sum of squares of the super-block, in element order. */
 static inline QFS_HD float qfs_iq_sumx2(const float *x)
 {
