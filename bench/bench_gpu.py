@@ -26,28 +26,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qfstest as q  # noqa: E402
 
 
-def drop_caches():
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
-
-
-def read_all(path, bs=4 << 20):
-    t = time.perf_counter()
-    n = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            b = f.read(bs)
-            if not b:
-                break
-            n += len(b)
-    return n, time.perf_counter() - t
-
-
 def src_bytes(model):
     return sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)
                if f.endswith(".safetensors"))
@@ -84,7 +62,7 @@ def main():
         print(f"generated {model} in {time.perf_counter() - t:.1f} s")
     sb = src_bytes(model)
     print(f"source: {sb / 1e9:.2f} GB of {a.dtype.upper()} ({a.layers} layers)")
-    dropped = drop_caches()
+    dropped = q.drop_caches()
     if not dropped:
         print("warning: cannot drop the page cache (not root): source reads are not cold")
     results = {}
@@ -93,9 +71,9 @@ def main():
             mnt = os.path.join(work, f"mnt-{dev}-{ty}")
             opts = f"cache=none,device={dev},gpu_mem={a.gpu_mem}" + (f",{a.extra}" if a.extra else "")
             with q.Mount(src, mnt, opts) as m:
-                drop_caches()
+                q.drop_caches()
                 path = os.path.join(m.mnt, name, f"{name}.{ty}.gguf")
-                n, secs = read_all(path)
+                n, secs = q.read_all(path, 4 << 20)
                 st = m.status()
                 gpu = st.get("gpu", {})
                 results[(ty, dev)] = secs

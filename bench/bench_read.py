@@ -24,28 +24,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qfstest as q  # noqa: E402
 
 
-def drop_caches():
-    try:
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
-
-
-def read_all(path, bs=1 << 20):
-    t = time.perf_counter()
-    n = 0
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            b = f.read(bs)
-            if not b:
-                break
-            n += len(b)
-    return n, time.perf_counter() - t
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--type", default="Q8_0")
@@ -81,13 +59,13 @@ def main():
 
     cache = os.path.join(work, "cache")
     shutil.rmtree(cache, ignore_errors=True)
-    dropped = drop_caches()
+    dropped = q.drop_caches()
     with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache}") as m:
         path = os.path.join(m.mnt, "bench", f"bench.{a.type}.gguf")
-        n, t_cold = read_all(path)
-        drop_caches()
-        _, t_warm = read_all(path)
-        _, t_hot = read_all(path)
+        n, t_cold = q.read_all(path)
+        q.drop_caches()
+        _, t_warm = q.read_all(path)
+        _, t_hot = q.read_all(path)
         st = m.status()
     # a regular file of the same size
     reg = os.path.join(work, "regular.bin")
@@ -98,9 +76,9 @@ def main():
         while left > 0:
             f.write(chunk[:min(left, len(chunk))])
             left -= len(chunk)
-    drop_caches()
-    _, t_reg_cold = read_all(reg)
-    _, t_reg_hot = read_all(reg)
+    q.drop_caches()
+    _, t_reg_cold = q.read_all(reg)
+    _, t_reg_hot = q.read_all(reg)
     os.unlink(reg)
     os.unlink(out)
 

@@ -179,3 +179,27 @@ def _parse(rd):
     for t in ts:
         t[3] += start
     return kv, [tuple(t) for t in ts], start
+
+
+def drop_caches():
+    """Drop the kernel page cache (root only); False when not allowed."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def read_all(path, bs=1 << 20):
+    """Read a whole file sequentially: (bytes, seconds)."""
+    t = time.perf_counter()
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            b = f.read(bs)
+            if not b:
+                break
+            n += len(b)
+    return n, time.perf_counter() - t
