@@ -11,16 +11,13 @@
 #include "gguf_read.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/mapfile.h"
 
 #define MAX_STRING (1ull << 30)    /* ggml's GGUF_MAX_STRING_LENGTH */
 #define MAX_ARRAY (1ull << 30)     /* ggml's GGUF_MAX_ARRAY_ELEMENTS */
@@ -568,48 +565,20 @@ fail:
 
 int qfs_ggufr_open(const char *path, struct qfs_ggufr **out)
 {
-    int r, fd = open(path, O_RDONLY | O_CLOEXEC);
-    void *map = NULL;
-    uint64_t size = 0;
-    struct stat st;
-    if (fd < 0) {
-        r = -errno;
-        qfs_err("%s: %s", path, strerror(-r));
+    void *map;
+    uint64_t size;
+    int r = qfs_map_file(path, "a GGUF file", 4, &map, &size);
+    if (r < 0)
         return r;
-    }
-    if (fstat(fd, &st) != 0) {
-        r = -errno;
-        qfs_err("%s: fstat: %s", path, strerror(-r));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 4) {
-        qfs_err("%s: not a GGUF file (not a regular file of at least 4 bytes)", path);
-        r = -EINVAL;
-        goto fail;
-    }
-    size = (uint64_t)st.st_size;
-    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        r = -errno;
-        map = NULL;
-        qfs_err("%s: mmap: %s", path, strerror(-r));
-        goto fail;
-    }
-    close(fd);
-    fd = -1;
     struct qfs_ggufr *g;
     r = qfs_ggufr_parse(path, map, size, &g);
-    if (r < 0)
-        goto fail;
+    if (r < 0) {
+        qfs_unmap_file(map, size);
+        return r;
+    }
     g->map = map;
     *out = g;
     return 0;
-fail:
-    if (map)
-        munmap(map, size);
-    if (fd >= 0)
-        close(fd);
-    return r;
 }
 
 void qfs_ggufr_close(struct qfs_ggufr *g)
@@ -626,8 +595,7 @@ void qfs_ggufr_close(struct qfs_ggufr *g)
     free(g->tensors);
     free(g->kv_sorted);
     free(g->t_sorted);
-    if (g->map)
-        munmap(g->map, g->size);
+    qfs_unmap_file(g->map, g->size);
     free(g->label);
     free(g);
 }

@@ -9,17 +9,14 @@
 #include "imatrix.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/mapfile.h"
 #include "gguf_read.h"
 
 #define SUFFIX_SUMS ".in_sum2"
@@ -360,31 +357,9 @@ int qfs_imatrix_load(const char *path, struct qfs_imatrix **out)
     struct qfs_imatrix *im = NULL;
     void *map = NULL;
     uint64_t size = 0;
-    struct stat st;
-    int r, fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        r = -errno;
-        qfs_err("%s: %s", path, strerror(-r));
+    int r = qfs_map_file(path, "an imatrix file", 4, &map, &size);
+    if (r < 0)
         return r;
-    }
-    if (fstat(fd, &st) != 0) {
-        r = -errno;
-        qfs_err("%s: fstat: %s", path, strerror(-r));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 4) {
-        qfs_err("%s: not an imatrix file (not a regular file of at least 4 bytes)", path);
-        r = -EINVAL;
-        goto fail;
-    }
-    size = (uint64_t)st.st_size;
-    map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        r = -errno;
-        map = NULL;
-        qfs_err("%s: mmap: %s", path, strerror(-r));
-        goto fail;
-    }
     im = calloc(1, sizeof *im);
     if (!im || !(im->path = strdup(path))) {
         qfs_err("%s: out of memory", path);
@@ -408,8 +383,7 @@ int qfs_imatrix_load(const char *path, struct qfs_imatrix **out)
         r = finish(&L, im);
     if (r < 0)
         goto fail;
-    munmap(map, size);
-    close(fd);
+    qfs_unmap_file(map, size);
     free(L.v);
     *out = im;
     return 0;
@@ -420,9 +394,7 @@ fail:
     }
     free(L.v);
     qfs_imatrix_free(im);
-    if (map)
-        munmap(map, size);
-    close(fd);
+    qfs_unmap_file(map, size);
     return r;
 }
 
