@@ -7,6 +7,8 @@
  *      then check that no two tensors overlap and that the data area holds them all;
  *   4. concatenate the shards' tensors (shards by file name, tensors by name) and
  *      build a by-name index for qfs_st_find.
+ * qfs_st_open_file runs steps 2-4 on one given file (no root), with its flags passed down
+ * to the dtype check of step 3: the validation code is the same.
  * Every failure logs one line naming the file and returns a negative errno. */
 #include "safetensors.h"
 
@@ -28,21 +30,30 @@
 #define INDEX_NAME "model.safetensors.index.json"
 #define ST_SUFFIX ".safetensors"
 
-/* The dtypes we read and their spelling in the header. */
+/* The dtypes we read, their spelling in the header and element size.  need: the
+ * qfs_st_open_file flag without which the dtype is refused (0: always accepted); only
+ * rows with need == 0 are float source dtypes (dt meaningful). */
 static const struct {
     const char *name;
+    enum qfs_st_dtype st;
     enum qfs_dtype dt;
+    uint64_t size;
+    unsigned need;
 } dtypes[] = {
-    {"F32", QFS_DT_F32},
-    {"F16", QFS_DT_F16},
-    {"BF16", QFS_DT_BF16},
+    {"F32", QFS_ST_F32, QFS_DT_F32, 4, 0},
+    {"F16", QFS_ST_F16, QFS_DT_F16, 2, 0},
+    {"BF16", QFS_ST_BF16, QFS_DT_BF16, 2, 0},
+    {"I32", QFS_ST_I32, QFS_DT_F32 /* not a float source: see safetensors.h */, 4,
+     QFS_ST_ALLOW_I32},
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
+#define KNOWN_FLAGS QFS_ST_ALLOW_I32
 
+/* The float row of dt (the writer's dtypes), or -1. */
 static int dtype_index(enum qfs_dtype dt)
 {
     for (size_t i = 0; i < N_DTYPES; i++)
-        if (dtypes[i].dt == dt)
+        if (dtypes[i].need == 0 && dtypes[i].dt == dt)
             return (int)i;
     return -1;
 }
@@ -147,10 +158,11 @@ static void file_release(struct st_file *f)
     shard_release(&f->sh);
 }
 
-/* Validate one tensor entry of the header and fill *t (name not set).
- * data_size: bytes after the header; the range check against it is done
- * later for all tensors at once (truncation vs. bad offsets). */
-static int parse_tensor(const char *path, const char *name, json_t *v, struct qfs_st_tensor *t)
+/* Validate one tensor entry of the header and fill *t (name not set).  flags: those of
+ * qfs_st_open_file (0 for model sources).  The range check against the data area is
+ * done later for all tensors at once (truncation vs. bad offsets). */
+static int parse_tensor(const char *path, const char *name, json_t *v, unsigned flags,
+                        struct qfs_st_tensor *t)
 {
     if (!json_is_object(v)) {
         qfs_err("%s: tensor %s: entry is not a JSON object", path, name);
@@ -165,14 +177,17 @@ static int parse_tensor(const char *path, const char *name, json_t *v, struct qf
     }
     int di = -1;
     for (size_t i = 0; i < N_DTYPES; i++)
-        if (strcmp(json_string_value(jd), dtypes[i].name) == 0)
+        if (strcmp(json_string_value(jd), dtypes[i].name) == 0 &&
+            (dtypes[i].need & flags) == dtypes[i].need)
             di = (int)i;
     if (di < 0) {
-        qfs_err("%s: tensor %s: unsupported dtype %s (F16, BF16 and F32 are)", path, name,
-                json_string_value(jd));
+        qfs_err("%s: tensor %s: unsupported dtype %s (%s are)", path, name,
+                json_string_value(jd),
+                flags & QFS_ST_ALLOW_I32 ? "F16, BF16, F32 and I32" : "F16, BF16 and F32");
         return -ENOTSUP;
     }
     t->dtype = dtypes[di].dt;
+    t->st_dtype = dtypes[di].st;
 
     if (!json_is_array(js)) {
         qfs_err("%s: tensor %s: missing or non-array shape", path, name);
@@ -200,7 +215,7 @@ static int parse_tensor(const char *path, const char *name, json_t *v, struct qf
     for (size_t i = nd; i < QFS_ST_MAX_DIMS; i++)
         t->shape[i] = 0;
     uint64_t nbytes;
-    if (__builtin_mul_overflow(count, (uint64_t)qfs_dtype_size(dtypes[di].dt), &nbytes)) {
+    if (__builtin_mul_overflow(count, dtypes[di].size, &nbytes)) {
         qfs_err("%s: tensor %s: byte size overflows", path, name);
         return -EINVAL;
     }
@@ -299,7 +314,7 @@ out:
 }
 
 /* Open, map and validate one safetensors file.  On error f is released. */
-static int load_file(const char *path, const char *root_real, struct st_file *f)
+static int load_file(const char *path, const char *root_real, unsigned flags, struct st_file *f)
 {
     int rc;
     json_t *root = NULL;
@@ -396,7 +411,7 @@ static int load_file(const char *path, const char *root_real, struct st_file *f)
             goto fail;
         }
         struct qfs_st_tensor *t = &f->t[f->n];
-        rc = parse_tensor(path, key, val, t);
+        rc = parse_tensor(path, key, val, flags, t);
         if (rc)
             goto fail;
         t->name = strdup(key);
@@ -576,13 +591,73 @@ void qfs_st_close(struct qfs_st_model *m)
     free(sm);
 }
 
+/* Move the loaded files into a new model: shards in the given order, their tensors
+ * concatenated, the by-name index built; a name in two files is an error.  what: the
+ * directory or file named in the log.  On success and on failure alike the moved parts of
+ * files[] are left empty (file_release is still due on each); on failure nothing else is
+ * kept.  0 or a negative errno (logged). */
+static int make_model(const char *what, struct st_file *files, int n_files,
+                      struct qfs_st_model **out)
+{
+    int rc;
+    int64_t total = 0;
+    for (int i = 0; i < n_files; i++)
+        total += files[i].n;
+    if (total > INT_MAX) {
+        qfs_err("%s: too many tensors", what);
+        return -EINVAL;
+    }
+    struct st_model *sm = calloc(1, sizeof *sm);
+    if (!sm)
+        goto nomem;
+    struct qfs_st_model *m = &sm->pub;
+    m->shards = calloc(n_files > 0 ? (size_t)n_files : 1, sizeof *m->shards);
+    m->tensors = calloc(total ? (size_t)total : 1, sizeof *m->tensors);
+    sm->by_name = calloc(total ? (size_t)total : 1, sizeof *sm->by_name);
+    if (!m->shards || !m->tensors || !sm->by_name)
+        goto nomem;
+    for (int i = 0; i < n_files; i++) {
+        for (int j = 0; j < files[i].n; j++) {
+            struct qfs_st_tensor *t = &m->tensors[m->n_tensors++];
+            *t = files[i].t[j];
+            t->shard = i;
+            files[i].t[j].name = NULL;
+        }
+        m->shards[i] = files[i].sh;
+        m->n_shards++;
+        files[i].sh.fd = -1;
+        files[i].sh.map = NULL;
+        files[i].sh.path = NULL;
+    }
+    for (int i = 0; i < m->n_tensors; i++)
+        sm->by_name[i] = &m->tensors[i];
+    qsort(sm->by_name, (size_t)m->n_tensors, sizeof *sm->by_name, cmp_pname);
+    for (int i = 1; i < m->n_tensors; i++) {
+        if (strcmp(sm->by_name[i - 1]->name, sm->by_name[i]->name) == 0) {
+            qfs_err("%s: tensor %s is in both %s and %s", what, sm->by_name[i]->name,
+                    m->shards[sm->by_name[i - 1]->shard].path,
+                    m->shards[sm->by_name[i]->shard].path);
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
+    *out = m;
+    return 0;
+nomem:
+    qfs_err("%s: out of memory", what);
+    rc = -ENOMEM;
+fail:
+    if (sm)
+        qfs_st_close(&sm->pub);
+    return rc;
+}
+
 int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out)
 {
     int rc, n_names = 0, n_files = 0;
     char *root_real = NULL, *index_path = NULL, **names = NULL, *path = NULL;
     json_t *index = NULL;
     struct st_file *files = NULL;
-    struct st_model *sm = NULL;
 
     if (root) {
         root_real = realpath(root, NULL);
@@ -625,7 +700,6 @@ int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out)
         rc = -ENOMEM;
         goto fail;
     }
-    int64_t total = 0;
     for (int i = 0; i < n_names; i++) {
         path = join(dir, names[i]);
         if (!path) {
@@ -637,18 +711,12 @@ int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out)
             rc = -ENOENT;
             goto fail;
         }
-        rc = load_file(path, root_real, &files[i]);
+        rc = load_file(path, root_real, 0, &files[i]);
         if (rc)
             goto fail;
         n_files++;
-        total += files[i].n;
         free(path);
         path = NULL;
-    }
-    if (total > INT_MAX) {
-        qfs_err("%s: too many tensors", dir);
-        rc = -EINVAL;
-        goto fail;
     }
 
     /* Every weight_map entry must be in the shard it names. */
@@ -668,40 +736,10 @@ int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out)
         }
     }
 
-    sm = calloc(1, sizeof *sm);
-    if (!sm)
-        goto nomem;
-    struct qfs_st_model *m = &sm->pub;
-    m->shards = calloc((size_t)n_names, sizeof *m->shards);
-    m->tensors = calloc(total ? (size_t)total : 1, sizeof *m->tensors);
-    sm->by_name = calloc(total ? (size_t)total : 1, sizeof *sm->by_name);
-    if (!m->shards || !m->tensors || !sm->by_name)
-        goto nomem;
-    for (int i = 0; i < n_names; i++) {
-        for (int j = 0; j < files[i].n; j++) {
-            struct qfs_st_tensor *t = &m->tensors[m->n_tensors++];
-            *t = files[i].t[j];
-            t->shard = i;
-            files[i].t[j].name = NULL;
-        }
-        m->shards[i] = files[i].sh;
-        m->n_shards++;
-        files[i].sh.fd = -1;
-        files[i].sh.map = NULL;
-        files[i].sh.path = NULL;
-    }
-    for (int i = 0; i < m->n_tensors; i++)
-        sm->by_name[i] = &m->tensors[i];
-    qsort(sm->by_name, (size_t)m->n_tensors, sizeof *sm->by_name, cmp_pname);
-    for (int i = 1; i < m->n_tensors; i++) {
-        if (strcmp(sm->by_name[i - 1]->name, sm->by_name[i]->name) == 0) {
-            qfs_err("%s: tensor %s is in both %s and %s", dir, sm->by_name[i]->name,
-                    m->shards[sm->by_name[i - 1]->shard].path,
-                    m->shards[sm->by_name[i]->shard].path);
-            rc = -EINVAL;
-            goto fail;
-        }
-    }
+    struct qfs_st_model *m = NULL;
+    rc = make_model(dir, files, n_files, &m);
+    if (rc)
+        goto fail;
 
     for (int i = 0; i < n_files; i++)
         file_release(&files[i]);
@@ -715,12 +753,7 @@ int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out)
     *out = m;
     return 0;
 
-nomem:
-    qfs_err("%s: out of memory", dir);
-    rc = -ENOMEM;
 fail:
-    if (sm)
-        qfs_st_close(&sm->pub);
     for (int i = 0; i < n_files; i++)
         file_release(&files[i]);
     free(files);
@@ -733,6 +766,25 @@ fail:
     free(index_path);
     free(root_real);
     return rc;
+}
+
+int qfs_st_open_file(const char *path, unsigned flags, struct qfs_st_model **out)
+{
+    if (flags & ~KNOWN_FLAGS) {
+        qfs_err("%s: qfs_st_open_file: unknown flags 0x%x", path, flags & ~KNOWN_FLAGS);
+        return -EINVAL;
+    }
+    struct st_file f;
+    int rc = load_file(path, NULL, flags, &f);
+    if (rc)
+        return rc;
+    struct qfs_st_model *m = NULL;
+    rc = make_model(path, &f, 1, &m);
+    file_release(&f);
+    if (rc)
+        return rc;
+    *out = m;
+    return 0;
 }
 
 const struct qfs_st_tensor *qfs_st_find(const struct qfs_st_model *m, const char *name)
@@ -786,7 +838,7 @@ int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
             rc = -EINVAL;
             goto fail;
         }
-        uint64_t nbytes = (uint64_t)qfs_dtype_size(dtypes[di].dt);
+        uint64_t nbytes = dtypes[di].size;
         json_t *shape = json_array();
         if (!shape)
             goto nomem;

@@ -1,6 +1,7 @@
 /* Safetensors reader: round trips through qfs_st_write, every rejection path (exact errno
- * and a log line naming the file), the shared tinyllama-256 fixture, and qfs-genmodel
- * (argv[1]) output read back through the reader and the config parser. */
+ * and a log line naming the file), the single-file entry point qfs_st_open_file with and
+ * without I32 (which model sources refuse), the shared tinyllama-256 fixture, and
+ * qfs-genmodel (argv[1]) output read back through the reader and the config parser. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -110,6 +111,9 @@ static void check_model_matches(const struct qfs_st_model *m)
         if (!w)
             continue;
         CHECK(t->dtype == w->dtype && t->n_dims == w->n_dims);
+        CHECK((int)t->st_dtype == (t->dtype == QFS_DT_F32   ? QFS_ST_F32
+                                   : t->dtype == QFS_DT_F16 ? QFS_ST_F16
+                                                            : QFS_ST_BF16));
         for (int d = 0; d < w->n_dims; d++)
             CHECK(t->shape[d] == w->shape[d]);
         uint64_t n = t->dtype == QFS_DT_F32 ? 4 : 2;
@@ -323,6 +327,188 @@ static void test_raw_cases(const char *dir)
         if (m)
             qfs_st_close(m);
     }
+    free(p);
+}
+
+/* qfs_st_open_file on path, expect rc; on failure the log names the file and `what`. */
+static struct qfs_st_model *expect_open_file(int line, const char *path, unsigned flags, int rc,
+                                             const char *what)
+{
+    struct qfs_st_model *m = NULL;
+    cap_begin();
+    int r = qfs_st_open_file(path, flags, &m);
+    char *log = cap_end();
+    if (r != rc) {
+        fprintf(stderr, "line %d: qfs_st_open_file(%s, %#x) = %d (%s), want %d\nlog: %s\n", line,
+                path, flags, r, strerror(-r), rc, log);
+        n_fail++;
+    }
+    if (rc) {
+        check_log_at(__FILE__, line, log, path, what);
+        CHECK(m == NULL);
+    } else if (log[0]) {
+        fprintf(stderr, "line %d: unexpected log on success: %s\n", line, log);
+        n_fail++;
+    }
+    free(log);
+    if (rc != 0 && m) {
+        qfs_st_close(m);
+        m = NULL;
+    }
+    return m;
+}
+#define EXPECT_OPEN_FILE(path, flags, rc, what) expect_open_file(__LINE__, path, flags, rc, what)
+
+/* Every raw case through qfs_st_open_file, with and without QFS_ST_ALLOW_I32: the same
+ * validation, so the same result as qfs_st_open (none of the cases holds I32). */
+static void test_raw_cases_file(const char *dir)
+{
+    static const struct raw_case cases[] = {
+        {"{\"w\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,10]}}", 12, -EINVAL,
+         "need 12"},
+        {"{\"a\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[4,12]}}",
+         16, -EINVAL, "overlap tensor a"},
+        {"{\"w\":{\"dtype\":\"F16\",\"shape\":[8],\"data_offsets\":[0,16]}}", 10, -EIO,
+         "truncated"},
+        {"{\"w\":{\"dtype\":\"F16\",", 0, -EINVAL, "header JSON"},
+        {"{\"__metadata__\":\"x\"}", 0, -EINVAL, "__metadata__"},
+        {"{\"w\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}}", 4, -ENOTSUP,
+         "tensor w: unsupported dtype I8"},
+        {"{\"x\":{\"dtype\":\"F16\",\"shape\":[],\"data_offsets\":[0,2]}}  ", 2, 0, NULL},
+    };
+    char *p = xasprintf("%s/model.safetensors", dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_raw(p, cases[i].hdr, cases[i].data_len);
+        for (unsigned flags = 0; flags <= QFS_ST_ALLOW_I32; flags += QFS_ST_ALLOW_I32) {
+            struct qfs_st_model *m =
+                expect_open_file((int)(2000 + i), p, flags, cases[i].rc, cases[i].what);
+            if (m) {
+                CHECK(m->n_shards == 1 && m->n_tensors == 1);
+                CHECK(m->tensors[0].st_dtype == QFS_ST_F16 && m->tensors[0].dtype == QFS_DT_F16);
+                qfs_st_close(m);
+            }
+            m = expect_open((int)(2100 + i), dir, dir, cases[i].rc, p, cases[i].what);
+            if (m)
+                qfs_st_close(m);
+        }
+    }
+    free(p);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A file with F16 and I32 tensors: read through qfs_st_open_file(QFS_ST_ALLOW_I32) with
+ * values, shapes and offsets; refused (-ENOTSUP, file and dtype named) by qfs_st_open and
+ * by qfs_st_open_file without the flag. */
+static void test_i32(const char *dir)
+{
+    /* data area: a.scales F16 [2,4] at [0,16), q.qweight I32 [3,2] at [16,40),
+     * z.empty I32 [0,5] at [40,40), b.bias I32 [] (a scalar) at [40,44) */
+    static const char hdr[] =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+        "\"a.scales\":{\"dtype\":\"F16\",\"shape\":[2,4],\"data_offsets\":[0,16]},"
+        "\"b.bias\":{\"dtype\":\"I32\",\"shape\":[],\"data_offsets\":[40,44]},"
+        "\"q.qweight\":{\"dtype\":\"I32\",\"shape\":[3,2],\"data_offsets\":[16,40]},"
+        "\"z.empty\":{\"dtype\":\"I32\",\"shape\":[0,5],\"data_offsets\":[40,40]}}";
+    static const int32_t qv[6] = {0, 1, -1, INT32_MAX, INT32_MIN, 0x5F932C60};
+    uint8_t data[44];
+    for (int i = 0; i < 8; i++) { /* fp16 i + 1: 1.0, 2.0, ... */
+        _Float16 h = (_Float16)(float)(i + 1);
+        memcpy(data + 2 * i, &h, 2);
+    }
+    for (int i = 0; i < 6; i++)
+        put32(data + 16 + 4 * i, (uint32_t)qv[i]);
+    put32(data + 40, (uint32_t)-123456789);
+    char *p = xasprintf("%s/model.safetensors", dir);
+    size_t hl = strlen(hdr);
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++)
+        len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(len8, 1, 8, f) != 8 || fwrite(hdr, 1, hl, f) != hl ||
+        fwrite(data, 1, sizeof data, f) != sizeof data || fclose(f) != 0) {
+        perror(p);
+        exit(1);
+    }
+    const uint64_t data0 = 8 + hl;
+
+    struct qfs_st_model *m = EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, 0, NULL);
+    if (m) {
+        CHECK(m->n_shards == 1 && m->n_tensors == 4);
+        CHECK(m->shards[0].path[0] == '/' && strstr(m->shards[0].path, "/model.safetensors"));
+        CHECK(m->shards[0].size == data0 + sizeof data);
+        const struct qfs_st_tensor *q = qfs_st_find(m, "q.qweight");
+        CHECK(q != NULL);
+        if (q) {
+            CHECK(q->st_dtype == QFS_ST_I32 && q->n_dims == 2 && q->shape[0] == 3 &&
+                  q->shape[1] == 2 && q->shape[2] == 0);
+            CHECK(q->nbytes == 24 && q->file_offset == data0 + 16 && q->shard == 0);
+            CHECK(q->data == m->shards[0].map + q->file_offset);
+            for (int i = 0; i < 6; i++) {
+                const uint8_t *e = q->data + 4 * i;
+                uint32_t u = (uint32_t)e[0] | (uint32_t)e[1] << 8 | (uint32_t)e[2] << 16 |
+                             (uint32_t)e[3] << 24;
+                CHECK(u == (uint32_t)qv[i]);
+            }
+        }
+        const struct qfs_st_tensor *a = qfs_st_find(m, "a.scales");
+        CHECK(a && a->st_dtype == QFS_ST_F16 && a->dtype == QFS_DT_F16 && a->nbytes == 16 &&
+              a->file_offset == data0 && a->n_dims == 2 && a->shape[0] == 2 && a->shape[1] == 4);
+        if (a) {
+            float v[8];
+            qfs_to_f32(a->dtype, a->data, v, 8);
+            for (int i = 0; i < 8; i++)
+                CHECK(v[i] == (float)(i + 1));
+        }
+        const struct qfs_st_tensor *b = qfs_st_find(m, "b.bias");
+        CHECK(b && b->st_dtype == QFS_ST_I32 && b->n_dims == 0 && b->nbytes == 4 &&
+              b->file_offset == data0 + 40 && memcmp(b->data, data + 40, 4) == 0);
+        const struct qfs_st_tensor *z = qfs_st_find(m, "z.empty");
+        CHECK(z && z->st_dtype == QFS_ST_I32 && z->nbytes == 0 && z->n_dims == 2 &&
+              z->shape[0] == 0 && z->shape[1] == 5);
+        /* in file order: sorted by name */
+        for (int i = 1; i < m->n_tensors; i++)
+            CHECK(strcmp(m->tensors[i - 1].name, m->tensors[i].name) < 0);
+        qfs_st_close(m);
+    }
+    /* model sources refuse it exactly as any unsupported dtype (the first I32 in the
+     * header's order, b.bias, is named) */
+    EXPECT_OPEN(dir, dir, -ENOTSUP, p,
+                "tensor b.bias: unsupported dtype I32 (F16, BF16 and F32 are)");
+    EXPECT_OPEN_FILE(p, 0, -ENOTSUP, "unsupported dtype I32");
+    EXPECT_OPEN_FILE(p, 0x2, -EINVAL, "unknown flags");
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32 | 0x80, -EINVAL, "unknown flags");
+
+    /* I32 goes through the same checks: 4 bytes per element, the data area */
+    write_raw(p, "{\"w\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[0,6]}}", 12);
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, -EINVAL, "need 12");
+    write_raw(p, "{\"w\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[0,12]}}", 8);
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, -EIO, "truncated");
+    write_raw(p, "{\"w\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[0,12]},"
+                 "\"v\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[8,12]}}", 12);
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, -EINVAL, "overlap");
+    write_raw(p, "{\"w\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8);
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, -ENOTSUP,
+                     "unsupported dtype I64 (F16, BF16, F32 and I32 are)");
+    write_raw(p, "{\"w\":{\"dtype\":\"i32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, -ENOTSUP, "unsupported dtype i32");
+    write_raw(p, "{\"w\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    m = EXPECT_OPEN_FILE(p, QFS_ST_ALLOW_I32, 0, NULL);
+    if (m) {
+        CHECK(m->n_tensors == 1 && m->tensors[0].st_dtype == QFS_ST_I32 &&
+              m->tensors[0].data[0] == 0 && m->tensors[0].data[3] == 3);
+        qfs_st_close(m);
+    }
+    /* not a regular file, missing */
+    EXPECT_OPEN_FILE(dir, QFS_ST_ALLOW_I32, -EINVAL, "not a regular file");
+    char *missing = xasprintf("%s/missing.safetensors", dir);
+    EXPECT_OPEN_FILE(missing, QFS_ST_ALLOW_I32, -ENOENT, NULL);
+    free(missing);
     free(p);
 }
 
@@ -571,9 +757,10 @@ int main(int argc, char **argv)
     fill_patterns();
     char *base = make_tmpdir();
     const char *names[] = {"single", "sharded", "trunc", "hlen", "raw", "index", "files",
-                           "corrupt"};
-    char *d[8];
-    for (int i = 0; i < 8; i++) {
+                           "corrupt", "rawfile", "i32"};
+    enum { N_DIRS = sizeof names / sizeof names[0] };
+    char *d[N_DIRS];
+    for (int i = 0; i < N_DIRS; i++) {
         d[i] = xasprintf("%s/%s", base, names[i]);
         if (mkdir(d[i], 0755) != 0) {
             perror(d[i]);
@@ -588,6 +775,8 @@ int main(int argc, char **argv)
     test_index_errors(d[5]);
     test_file_set(d[6]);
     test_corruption(d[7]);
+    test_raw_cases_file(d[8]);
+    test_i32(d[9]);
     test_symlink(base);
     test_writer_errors(base);
     test_fixture();
@@ -596,7 +785,7 @@ int main(int argc, char **argv)
     else
         printf("# no qfs-genmodel path given: generator part skipped\n");
     remove_tree(base);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < N_DIRS; i++)
         free(d[i]);
     free(base);
     printf("%s\n", n_fail ? "FAIL" : "PASS");

@@ -21,42 +21,58 @@ static int n_fail;
     } while (0)
 
 /* Redirect stderr (fd 2) to a temp file between cap_begin and cap_end;
- * cap_end returns what was written (malloc'd, NUL-terminated). */
-static int cap_saved = -1, cap_fd = -1;
+ * cap_end returns what was written (malloc'd, NUL-terminated).  Captures nest (up to
+ * CAP_DEPTH): an inner capture takes what is written while it runs, the outer one the
+ * rest. */
+#define CAP_DEPTH 8
+static int cap_saved[CAP_DEPTH], cap_fd[CAP_DEPTH], cap_depth;
 
 static void cap_begin(void)
 {
     char tmpl[] = "/tmp/qfs-test-stderr-XXXXXX";
+    if (cap_depth == CAP_DEPTH) {
+        fprintf(stderr, "cap_begin: captures nested too deep\n");
+        exit(1);
+    }
     fflush(stderr);
-    cap_fd = mkstemp(tmpl);
-    if (cap_fd < 0) {
+    int fd = mkstemp(tmpl);
+    if (fd < 0) {
         perror("mkstemp");
         exit(1);
     }
     unlink(tmpl);
-    cap_saved = dup(2);
-    if (cap_saved < 0 || dup2(cap_fd, 2) < 0) {
+    int saved = dup(2);
+    if (saved < 0 || dup2(fd, 2) < 0) {
         perror("dup");
         exit(1);
     }
+    cap_saved[cap_depth] = saved;
+    cap_fd[cap_depth] = fd;
+    cap_depth++;
 }
 
 static char *cap_end(void)
 {
+    if (cap_depth == 0) {
+        fprintf(stderr, "cap_end without cap_begin\n");
+        exit(1);
+    }
+    cap_depth--;
+    const int saved = cap_saved[cap_depth], fd = cap_fd[cap_depth];
     fflush(stderr);
-    if (dup2(cap_saved, 2) < 0) {
+    if (dup2(saved, 2) < 0) {
         perror("dup2");
         exit(1);
     }
-    close(cap_saved);
-    off_t n = lseek(cap_fd, 0, SEEK_END);
+    close(saved);
+    off_t n = lseek(fd, 0, SEEK_END);
     char *s = malloc((size_t)(n > 0 ? n : 0) + 1);
-    if (!s || pread(cap_fd, s, (size_t)(n > 0 ? n : 0), 0) != (ssize_t)(n > 0 ? n : 0)) {
+    if (!s || pread(fd, s, (size_t)(n > 0 ? n : 0), 0) != (ssize_t)(n > 0 ? n : 0)) {
         perror("read back stderr");
         exit(1);
     }
     s[n > 0 ? n : 0] = '\0';
-    close(cap_fd);
+    close(fd);
     return s;
 }
 
