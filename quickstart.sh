@@ -22,8 +22,10 @@ if mountpoint -q mnt; then fusermount3 -u mnt; fi
 ./build/fs/quantfs "$src" mnt
 cat <<MSG
 quantfs is serving $src at $(pwd)/mnt
-  ls mnt/*/                         # original files plus <model>.<TYPE>.gguf
+  ls mnt/*/                         # original files plus <model>.<TYPE>.gguf, <model>.awq.safetensors
+                                    # and <model>.awq/ (an AWQ model directory; -o noawq: none)
   llama-cli -m mnt/<model>/<model>.Q4_K_M.gguf -p "Once upon a time"   # any llama.cpp tool
+  # transformers/vLLM (with autoawq): load mnt/<model>/<model>.awq as a 4-bit AWQ model
   # or, with llama.cpp's libraries from npm (bash tests/setup-ref.sh build/npm):
   #   QFS_LLAMA_LIB_DIR=build/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64 \
   #     build/tests/ref/qfs-llama-ref generate mnt/<model>/<model>.Q4_K_M.gguf 32 "Once upon a time"

@@ -1,5 +1,6 @@
-/* A model directory: config, safetensors headers, converter metadata, and one virtual
- * GGUF file per output type.  Reads metadata only. */
+/* A model directory: config, safetensors headers, converter metadata, one virtual GGUF
+ * file per output type, and the AWQ file with its directory's config.json.  Reads
+ * metadata only. */
 #include "model.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@ void qfs_model_close(struct qfs_model *m)
     for (int i = 0; i < m->n_files; i++)
         qfs_vfile_free(m->files[i]);
     free(m->files);
+    qfs_vfile_free(m->awq_config);
     if (m->memos && m->st)
         for (int i = 0; i < m->st->n_tensors; i++)
             pthread_mutex_destroy(&m->memos[i].lock);
@@ -118,6 +120,56 @@ static int load_imatrix(struct qfs_model *m, const struct qfs_model_opts *o)
     return 0;
 }
 
+/* A header-only virtual file (no tensors) of the bytes buf[0, len), which it takes. */
+static struct qfs_vfile *head_only_file(const char *name, char *buf, size_t len)
+{
+    struct qfs_vfile *vf = calloc(1, sizeof *vf);
+    if (!vf || !(vf->name = strdup(name))) {
+        free(vf);
+        free(buf);
+        return NULL;
+    }
+    vf->head = (uint8_t *)buf;
+    vf->head_len = len;
+    vf->size = len;
+    return vf;
+}
+
+/* <model>.awq.safetensors (appended to m->files) and the config.json of <model>.awq/,
+ * both or neither: the directory is only loadable with its config.  A model AWQ cannot
+ * quantize, or whose config.json cannot be rewritten, is served without them (logged).
+ * 0 or -ENOMEM. */
+static int add_awq(struct qfs_model *m)
+{
+    struct qfs_vfile *vf = NULL;
+    char *cfg = NULL;
+    size_t len = 0;
+    int rc = qfs_awq_build(m, &vf);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        if (rc != -ENOTSUP) /* -ENOTSUP: nothing to quantize, logged */
+            qfs_warn("%s: not offering AWQ: %s", m->dir, strerror(-rc));
+        return 0;
+    }
+    rc = qfs_awq_config_json(m, &cfg, &len);
+    if (rc < 0) {
+        qfs_vfile_free(vf);
+        if (rc == -ENOMEM)
+            return rc;
+        qfs_warn("%s: not offering AWQ: its config.json cannot be rewritten", m->dir);
+        return 0;
+    }
+    m->awq_config = head_only_file("config.json", cfg, len);
+    if (!m->awq_config) {
+        qfs_vfile_free(vf);
+        return -ENOMEM;
+    }
+    m->awq_file = m->n_files;
+    m->files[m->n_files++] = vf;
+    return 0;
+}
+
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out)
 {
     const char *root = o ? o->root : NULL;
@@ -125,6 +177,7 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
     struct qfs_model *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
+    m->awq_file = -1;
     m->dir = realpath(dir, NULL);
     if (!m->dir) {
         rc = -errno;
@@ -165,9 +218,10 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         goto fail;
     if ((rc = load_imatrix(m, o)) < 0)
         goto fail;
-    /* The AWQ file is offered only when asked for (-o awq_group=N): it is not finished
-     * (no <model>.awq/ directory yet, see the AWQ issue). */
-    m->awq_group = o ? o->awq_group : 0;
+    /* AWQ is offered unless turned off (-o noawq, awq_group -1). */
+    m->awq_group = !o || o->awq_group == 0 ? QFS_AWQ_DEFAULT_GROUP
+                   : o->awq_group < 0      ? 0
+                                           : o->awq_group;
     if (m->awq_group && !qfs_awq_group_ok(m->awq_group)) {
         qfs_err("%s: AWQ group size %d: expected 32, 64 or 128", m->dir, m->awq_group);
         rc = -EINVAL;
@@ -188,14 +242,8 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
             goto fail;
         m->files[m->n_files++] = vf;
     }
-    if (m->awq_group) {
-        struct qfs_vfile *vf;
-        rc = qfs_awq_build(m, &vf);
-        if (rc < 0 && rc != -ENOTSUP) /* -ENOTSUP: no AWQ file for this model; logged */
-            goto fail;
-        if (rc == 0)
-            m->files[m->n_files++] = vf;
-    }
+    if (m->awq_group && (rc = add_awq(m)) < 0)
+        goto fail;
     if (m->n_files == 0) {
         rc = -ENOTSUP;
         goto fail;

@@ -1,4 +1,6 @@
-/* A Hugging Face model directory turned into the virtual files quantfs offers.
+/* A Hugging Face model directory turned into the virtual files quantfs offers: one GGUF
+ * file per output type and, unless turned off, <model>.awq.safetensors with the
+ * config.json of the loadable <model>.awq/ directory.
  *
  * qfs_model_open reads metadata only (config, safetensors headers, tokenizer); the
  * virtual files' sizes and layouts are complete after it, no tensor data is read. */
@@ -17,12 +19,17 @@ struct qfs_model {
     struct qfs_hf_config cfg;
     struct qfs_st_model *st;
     struct qfs_kvs *kv;        /* converter metadata shared by every output type */
-    struct qfs_vfile **files;  /* one per offered output, in qfs_gguf_mixes order */
+    struct qfs_vfile **files;  /* one per offered output: the GGUF types in qfs_gguf_mixes
+                                  order, then the AWQ file */
     int n_files;
+    int awq_file;              /* index of <model>.awq.safetensors in files, -1: none */
+    struct qfs_vfile *awq_config; /* with awq_file: the config.json of <model>.awq/, a
+                                     header-only file (no tensors); else NULL */
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     int64_t n_params;          /* elements of all GGUF tensors (size label) */
     struct qfs_imatrix *imatrix; /* the importance matrix in use, or NULL */
-    int awq_group;             /* group size of the AWQ file (32, 64 or 128), 0: none */
+    int awq_group;             /* group size of the AWQ file (32, 64 or 128), 0: not asked
+                                  for (-o noawq) */
     _Atomic int stale;         /* set once a source file no longer matches this description
                                   (qfs_model_check_source): never produce from it again */
 };
@@ -32,11 +39,13 @@ struct qfs_model_opts {
                           * (NULL: no check) */
     const char *imatrix; /* importance matrix file; NULL: dir/imatrix.gguf or dir/imatrix.dat
                           * when present */
-    int awq_group;       /* 32, 64 or 128: also offer <model>.awq.safetensors with that AWQ
-                          * group size (-o awq_group, experimental); 0: no AWQ file */
+    int awq_group;       /* group size of <model>.awq.safetensors: 0 the default
+                          * (QFS_AWQ_DEFAULT_GROUP), 32, 64 or 128 (-o awq_group);
+                          * -1: no AWQ file (-o noawq) */
 };
 
-/* o may be NULL (no root check, default imatrix lookup).
+/* o may be NULL (no root check, default imatrix lookup, default AWQ group).  A model on
+ * which AWQ is not possible (see qfs_awq_build) is served without the AWQ file.
  * 0 or negative errno (the reason was logged, naming the file). */
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);

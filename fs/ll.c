@@ -10,6 +10,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "../codecs/model.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
 #include "namespace.h"
@@ -378,9 +379,15 @@ static void qfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
     struct statvfs sv;
     memset(&sv, 0, sizeof sv);
     uint64_t bytes = 0;
-    for (uint32_t i = 0; i < ns->n_nodes; i++)
-        if (ns->nodes[i].kind == QFS_NODE_FILE || ns->nodes[i].kind == QFS_NODE_VFILE)
-            bytes += (uint64_t)ns->nodes[i].st.st_size;
+    for (uint32_t i = 0; i < ns->n_nodes; i++) {
+        const struct qfs_node *n = &ns->nodes[i], *p = &ns->nodes[n->parent];
+        /* <name>.awq/ shows its model directory's files again (model.safetensors is
+         * <name>.awq.safetensors): only its config.json is counted there */
+        if (p->dir == QFS_DIR_AWQ && n->vf != p->model->awq_config)
+            continue;
+        if (n->kind == QFS_NODE_FILE || n->kind == QFS_NODE_VFILE)
+            bytes += (uint64_t)n->st.st_size;
+    }
     sv.f_bsize = 4096;
     sv.f_frsize = 4096;
     sv.f_blocks = (bytes + 4095) / 4096;

@@ -10,10 +10,11 @@
  * same inode numbers on every mount.
  *
  * A rescan builds generation g+1 next to g (qfs_ns_rebuild).  A node of g+1 whose path,
- * kind and identity match a node of g keeps that node's number: directories by path; a
- * passthrough file while its source file (device, inode, size, mtime) is the same; a
- * virtual file while its model description is the same object (models whose directory
- * fingerprint is unchanged are shared, not reopened).  Any other node gets next_ino++,
+ * kind and identity match a node of g keeps that node's number: directories by path and
+ * what they list (a source directory, /.quantfs, a model's <name>.awq); a passthrough
+ * file while its source file (device, inode, size, mtime) is the same; a virtual file
+ * while its model description is the same object (models whose directory fingerprint is
+ * unchanged are shared, not reopened).  Any other node gets next_ino++,
  * a number no generation used before.  So an inode number always denotes one content:
  * the kernel may keep attributes and pages of a number forever, and a handle opened on
  * an old number keeps reading the content it opened.  Each generation maps numbers to
@@ -44,10 +45,12 @@
 struct ent {
     char *name;
     enum qfs_node_kind kind;
-    char *relpath;                 /* FILE/DIR: real path below the source root */
+    enum qfs_dir_kind dir;         /* DIR: what it lists */
+    char *relpath;                 /* FILE, source DIR: real path below the source root */
     struct stat st;                /* source attributes (the link target for symlinks) */
     const struct qfs_vfile *vf;
-    int vf_index;                  /* VFILE: index in the model's files */
+    int vf_index;                  /* VFILE: index of its counters in the description's
+                                      stats (of the model's files, then awq_config) */
 };
 
 struct builder {
@@ -281,12 +284,13 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
         desc_put(d);
         return rc;
     }
-    d->stats = calloc((size_t)d->model->n_files, sizeof *d->stats);
+    /* + one for the AWQ directory's config.json */
+    d->stats = calloc((size_t)d->model->n_files + 1, sizeof *d->stats);
     if (!d->stats) {
         desc_put(d);
         return -ENOMEM;
     }
-    for (int i = 0; i < d->model->n_files; i++)
+    for (int i = 0; i <= d->model->n_files; i++)
         d->stats[i].model = d->model;
     *out = d;
     return 0;
@@ -426,6 +430,25 @@ static int ents_push(struct ent **e, int *n, int *cap, struct ent x)
     return 0;
 }
 
+/* ents_push taking x's strings in every case: x.name NULL (a failed strdup) or a full
+ * array frees them.  0 or -ENOMEM. */
+static int ents_add(struct ent **e, int *n, int *cap, struct ent x)
+{
+    if (x.name && ents_push(e, n, cap, x) == 0)
+        return 0;
+    free(x.name);
+    free(x.relpath);
+    return -ENOMEM;
+}
+
+static int ents_have(const struct ent *e, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(e[i].name, name))
+            return 1;
+    return 0;
+}
+
 /* Classify one directory entry: 1 and *x filled when it is listed, 0 when skipped,
  * negative errno on allocation failure. */
 static int classify(struct builder *b, int dfd, const char *dir_rel, const char *name,
@@ -490,6 +513,7 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
         return -ENOMEM;
     }
     x->relpath = rel;
+    x->dir = QFS_DIR_SOURCE;
     x->st = st;
     x->vf = NULL;
     x->vf_index = -1;
@@ -503,6 +527,112 @@ static struct qfs_ns_desc *desc_of(const struct qfs_ns *ns, const struct qfs_mod
         if (ns->models[k].model == m)
             return ns->models[k].desc;
     return NULL;
+}
+
+/* The virtual entries of model m's directory, after its source entries e[0, *n): its
+ * virtual files, and <name>.awq when it has an AWQ file; each unless a source entry has
+ * that name.  vst: their attributes.  0 or -ENOMEM. */
+static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct qfs_model *m,
+                      const struct stat *vst, struct ent **e, int *n, int *cap)
+{
+    const int n_real = *n;
+    int rc;
+    for (int i = 0; i < m->n_files; i++) {
+        const struct qfs_vfile *vf = m->files[i];
+        if (ents_have(*e, n_real, vf->name)) {
+            qfs_warn("%s/%s/%s: a source file has this name; the virtual file is not listed",
+                     ns->source, dir_rel, vf->name);
+            continue;
+        }
+        struct ent x = {.name = strdup(vf->name), .kind = QFS_NODE_VFILE, .st = *vst, .vf = vf,
+                        .vf_index = i};
+        x.st.st_size = (off_t)vf->size;
+        if ((rc = ents_add(e, n, cap, x)) < 0)
+            return rc;
+    }
+    if (m->awq_file < 0)
+        return 0;
+    struct ent x = {.kind = QFS_NODE_DIR, .dir = QFS_DIR_AWQ, .st = *vst, .vf_index = -1};
+    if (asprintf(&x.name, "%s.awq", m->name) < 0)
+        return -ENOMEM;
+    if (ents_have(*e, n_real, x.name)) {
+        qfs_warn("%s/%s/%s: a source entry has this name; the virtual AWQ directory is not "
+                 "listed", ns->source, dir_rel, x.name);
+        free(x.name);
+        return 0;
+    }
+    return ents_add(e, n, cap, x);
+}
+
+/* Append e[0, n) as the children of directory node idx, sorted by name (the nodes take
+ * the entries' strings).  Model subdirectories of a directory of entries are described
+ * here (try_model).  0 or negative errno. */
+static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
+{
+    struct qfs_ns *ns = b->ns;
+    struct qfs_model *m = ns->nodes[idx].model;
+    /* virtual files listed in a model directory: its status entries (not <name>.awq/'s,
+     * which share their counters) */
+    const int model_dir = m && ns->nodes[idx].dir == QFS_DIR_SOURCE;
+    const int depth = b->depth[idx];
+    int rc;
+    if (n > 1)
+        qsort(e, (size_t)n, sizeof *e, ent_cmp);
+    if ((rc = node_reserve(b, (uint32_t)n)) < 0)
+        return rc;
+    ns->nodes[idx].first_child = ns->n_nodes;
+    ns->nodes[idx].n_children = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        uint32_t ci = ns->n_nodes++;
+        struct qfs_node *c = &ns->nodes[ci];
+        memset(c, 0, sizeof *c);
+        c->name = e[i].name;
+        e[i].name = NULL;
+        c->kind = e[i].kind;
+        c->parent = idx;
+        c->relpath = e[i].relpath;
+        e[i].relpath = NULL;
+        b->depth[ci] = (uint8_t)(depth + 1);
+        if (c->kind == QFS_NODE_VFILE) {
+            c->model = m;
+            c->vf = e[i].vf;
+            c->stats = &desc_of(ns, m)->stats[e[i].vf_index];
+        } else if (c->kind == QFS_NODE_FILE) {
+            c->src_dev = e[i].st.st_dev;
+            c->src_ino = e[i].st.st_ino;
+        } else if (c->kind == QFS_NODE_DIR) {
+            c->dir = e[i].dir;
+            if (c->dir == QFS_DIR_AWQ)
+                c->model = m;
+        }
+        set_attr(c, &e[i].st, ci + 1);
+        if (c->kind == QFS_NODE_DIR)
+            ns->nodes[idx].st.st_nlink++;
+        if (c->kind == QFS_NODE_VFILE && model_dir) {
+            struct qfs_ns_model *nm = &ns->models[ns->n_models - 1];
+            for (int k = 0; k < ns->n_models; k++)
+                if (ns->models[k].model == m)
+                    nm = &ns->models[k];
+            if (nm->end_vnode == 0)
+                nm->first_vnode = ci;
+            nm->end_vnode = ci + 1;
+        }
+        /* Which subdirectories are models: those of a directory of entries. */
+        if (c->kind == QFS_NODE_DIR && c->dir == QFS_DIR_SOURCE && idx == 0 &&
+            b->root_kind == 0) {
+            char *abs = join(ns->source, c->relpath), *shown = NULL;
+            if (!abs || asprintf(&shown, "/%s", c->name) < 0) {
+                free(abs);
+                return -ENOMEM;
+            }
+            rc = try_model(b, ci, abs, shown);
+            free(abs);
+            free(shown);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 /* Scan directory node idx and append its children. */
@@ -554,96 +684,105 @@ static int scan_dir(struct builder *b, uint32_t idx)
     }
     rc = 0;
     struct qfs_model *m = ns->nodes[idx].model;
-    int n_real = n;
     if (m) {
         struct stat vst = ns->nodes[idx].st; /* owner of the model directory */
         vst.st_mtim = newest;
-        for (int i = 0; i < m->n_files; i++) {
-            const struct qfs_vfile *vf = m->files[i];
-            int clash = 0;
-            for (int j = 0; j < n_real && !clash; j++)
-                clash = !strcmp(e[j].name, vf->name);
-            if (clash) {
-                qfs_warn("%s/%s/%s: a source file has this name; the virtual file is not listed",
-                         ns->source, dir_rel, vf->name);
-                continue;
-            }
-            struct ent x = {.name = strdup(vf->name), .kind = QFS_NODE_VFILE, .st = vst, .vf = vf,
-                            .vf_index = i};
-            x.st.st_size = (off_t)vf->size;
-            if (!x.name || (rc = ents_push(&e, &n, &cap, x)) < 0) {
-                free(x.name);
-                rc = -ENOMEM;
-                goto out;
-            }
-        }
+        if ((rc = model_ents(ns, dir_rel, m, &vst, &e, &n, &cap)) < 0)
+            goto out;
     }
     if (idx == 0) {
         struct ent x = {.name = strdup(STATUS_DIR_NAME), .kind = QFS_NODE_DIR,
-                        .st = ns->nodes[0].st};
-        if (!x.name || (rc = ents_push(&e, &n, &cap, x)) < 0) {
-            free(x.name);
-            rc = -ENOMEM;
+                        .dir = QFS_DIR_STATUS, .st = ns->nodes[0].st};
+        if ((rc = ents_add(&e, &n, &cap, x)) < 0)
             goto out;
-        }
     }
-    if (n > 1)
-        qsort(e, (size_t)n, sizeof *e, ent_cmp);
-    if ((rc = node_reserve(b, (uint32_t)n)) < 0)
-        goto out;
-    struct qfs_node *dir = &ns->nodes[idx];
-    dir->first_child = ns->n_nodes;
-    dir->n_children = (uint32_t)n;
-    for (int i = 0; i < n; i++) {
-        uint32_t ci = ns->n_nodes++;
-        struct qfs_node *c = &ns->nodes[ci];
-        memset(c, 0, sizeof *c);
-        c->name = e[i].name;
-        e[i].name = NULL;
-        c->kind = e[i].kind;
-        c->parent = idx;
-        c->relpath = e[i].relpath;
-        e[i].relpath = NULL;
-        b->depth[ci] = (uint8_t)(depth + 1);
-        if (c->kind == QFS_NODE_VFILE) {
-            c->model = m;
-            c->vf = e[i].vf;
-            c->stats = &desc_of(ns, m)->stats[e[i].vf_index];
-        } else if (c->kind == QFS_NODE_FILE) {
-            c->src_dev = e[i].st.st_dev;
-            c->src_ino = e[i].st.st_ino;
-        }
-        set_attr(c, &e[i].st, ci + 1);
-        if (c->kind == QFS_NODE_DIR)
-            ns->nodes[idx].st.st_nlink++;
-        if (c->kind == QFS_NODE_VFILE && m) {
-            struct qfs_ns_model *nm = &ns->models[ns->n_models - 1];
-            for (int k = 0; k < ns->n_models; k++)
-                if (ns->models[k].model == m)
-                    nm = &ns->models[k];
-            if (nm->n_vfiles++ == 0)
-                nm->first_vnode = ci;
-        }
-        /* Which subdirectories are models: those of a directory of entries. */
-        if (c->kind == QFS_NODE_DIR && idx == 0 && b->root_kind == 0 && c->relpath) {
-            char *abs = join(ns->source, c->relpath), *shown = NULL;
-            if (!abs || asprintf(&shown, "/%s", c->name) < 0) {
-                free(abs);
-                rc = -ENOMEM;
-                goto out;
-            }
-            rc = try_model(b, ci, abs, shown);
-            free(abs);
-            free(shown);
-            if (rc < 0)
-                goto out;
-        }
-    }
+    rc = add_children(b, idx, e, n);
 out:
     ents_free(e, n);
     closedir(d);
     free(dir_rel);
     return rc;
+}
+
+/* The file names <name>.awq/ passes through from the model directory: what a loader
+ * reads besides config.json and the weights (tokenizer, chat template, generation
+ * defaults). */
+static int awq_passthrough(const char *name)
+{
+    static const char *const prefixes[] = {
+        "tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges",
+        "generation_config", "chat_template", "preprocessor_config",
+    };
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    return 0;
+}
+
+/* List <name>.awq (node idx): config.json, model.safetensors (the AWQ file), and the
+ * tokenizer and generation files among the source files of its model directory, which
+ * was listed before it (so those passed classify's checks there).  0 or negative errno. */
+static int scan_awq_dir(struct builder *b, uint32_t idx)
+{
+    struct qfs_ns *ns = b->ns;
+    const struct qfs_node *dir = &ns->nodes[idx], *md = &ns->nodes[dir->parent];
+    const struct qfs_model *m = dir->model;
+    struct ent *e = NULL;
+    int n = 0, cap = 0, rc = 0;
+    const struct qfs_vfile *vf = m->files[m->awq_file];
+    struct ent cfg = {.name = strdup("config.json"), .kind = QFS_NODE_VFILE, .st = dir->st,
+                      .vf = m->awq_config, .vf_index = m->n_files};
+    cfg.st.st_size = (off_t)m->awq_config->size;
+    if ((rc = ents_add(&e, &n, &cap, cfg)) < 0)
+        goto out;
+    struct ent wts = {.name = strdup("model.safetensors"), .kind = QFS_NODE_VFILE,
+                      .st = dir->st, .vf = vf, .vf_index = m->awq_file};
+    wts.st.st_size = (off_t)vf->size;
+    if ((rc = ents_add(&e, &n, &cap, wts)) < 0)
+        goto out;
+    for (uint32_t i = 0; i < md->n_children; i++) {
+        const struct qfs_node *c = &ns->nodes[md->first_child + i];
+        if (c->kind != QFS_NODE_FILE || !awq_passthrough(c->name))
+            continue;
+        struct ent x = {.name = strdup(c->name), .kind = QFS_NODE_FILE,
+                        .relpath = strdup(c->relpath), .st = c->st, .vf_index = -1};
+        x.st.st_dev = c->src_dev; /* the source file's identity, as classify gives it */
+        x.st.st_ino = c->src_ino;
+        if (!x.relpath) {
+            free(x.name);
+            rc = -ENOMEM;
+            goto out;
+        }
+        if ((rc = ents_add(&e, &n, &cap, x)) < 0)
+            goto out;
+    }
+    rc = add_children(b, idx, e, n);
+out:
+    ents_free(e, n);
+    return rc;
+}
+
+/* /.quantfs (node idx): one child, the status file. */
+static int add_status_file(struct builder *b, uint32_t idx)
+{
+    struct qfs_ns *ns = b->ns;
+    int rc = node_reserve(b, 1);
+    if (rc < 0)
+        return rc;
+    uint32_t ci = ns->n_nodes++;
+    struct qfs_node *c = &ns->nodes[ci];
+    memset(c, 0, sizeof *c);
+    c->kind = QFS_NODE_STATUS;
+    c->parent = idx;
+    c->name = strdup("status");
+    if (!c->name)
+        return -ENOMEM;
+    set_attr(c, &ns->nodes[0].st, ci + 1);
+    b->depth[ci] = (uint8_t)(b->depth[idx] + 1);
+    ns->nodes[idx].first_child = ci;
+    ns->nodes[idx].n_children = 1;
+    ns->status_node = ci;
+    return 0;
 }
 
 static int assign_inos(struct qfs_ns *ns, const struct qfs_ns *prev);
@@ -704,28 +843,19 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
     for (uint32_t i = 0; i < ns->n_nodes; i++) {
         if (ns->nodes[i].kind != QFS_NODE_DIR)
             continue;
-        if (ns->nodes[i].relpath) {
-            if ((rc = scan_dir(&b, i)) < 0)
-                goto fail;
-        } else { /* /.quantfs: one child, the status file */
-            if ((rc = node_reserve(&b, 1)) < 0)
-                goto fail;
-            uint32_t ci = ns->n_nodes++;
-            struct qfs_node *c = &ns->nodes[ci];
-            memset(c, 0, sizeof *c);
-            c->kind = QFS_NODE_STATUS;
-            c->parent = i;
-            c->name = strdup("status");
-            if (!c->name) {
-                rc = -ENOMEM;
-                goto fail;
-            }
-            set_attr(c, &ns->nodes[0].st, ci + 1);
-            b.depth[ci] = (uint8_t)(b.depth[i] + 1);
-            ns->nodes[i].first_child = ci;
-            ns->nodes[i].n_children = 1;
-            ns->status_node = ci;
+        switch (ns->nodes[i].dir) {
+        case QFS_DIR_SOURCE:
+            rc = scan_dir(&b, i);
+            break;
+        case QFS_DIR_STATUS:
+            rc = add_status_file(&b, i);
+            break;
+        case QFS_DIR_AWQ:
+            rc = scan_awq_dir(&b, i);
+            break;
         }
+        if (rc < 0)
+            goto fail;
     }
     free(b.depth);
     b.depth = NULL;
@@ -818,6 +948,7 @@ static int same_identity(const struct qfs_node *o, const struct qfs_node *n)
         return 0;
     switch (n->kind) {
     case QFS_NODE_DIR:
+        return o->dir == n->dir;
     case QFS_NODE_STATUS:
         return 1;
     case QFS_NODE_FILE:

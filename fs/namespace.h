@@ -6,6 +6,14 @@
  * other subdirectory is passed through as a plain tree (the reason logged once), regular
  * files are passed through.  /.quantfs/status is the status file.
  *
+ * A model with an AWQ file (<name>.awq.safetensors) also shows the virtual directory
+ * <name>.awq/, loadable as an AWQ model by transformers or vLLM: config.json (the
+ * model's, with quantization_config), model.safetensors (the AWQ file again: the same
+ * virtual file and counters) and the model directory's tokenizer and generation files
+ * (names starting with tokenizer, special_tokens_map, added_tokens, vocab, merges,
+ * generation_config, chat_template or preprocessor_config), passed through.  A source
+ * entry of a virtual entry's name hides the virtual one (logged).
+ *
  * Passthrough entries are limited to regular files and directories, QFS_NS_MAX_DEPTH
  * levels deep.  A symlink is followed only when its real path stays inside SOURCE's real
  * path; otherwise it is not listed.  A namespace is immutable once built; a change of the
@@ -23,10 +31,18 @@
 #define QFS_NS_MAX_DEPTH 8
 
 enum qfs_node_kind {
-    QFS_NODE_DIR,    /* passthrough directory, model directory, the root, /.quantfs */
+    QFS_NODE_DIR,    /* passthrough directory, model directory, the root, /.quantfs,
+                        <name>.awq (qfs_node.dir says which) */
     QFS_NODE_FILE,   /* passthrough regular file: opened by relpath below root_fd */
     QFS_NODE_VFILE,  /* virtual file of a model */
     QFS_NODE_STATUS, /* /.quantfs/status */
+};
+
+/* What a QFS_NODE_DIR lists. */
+enum qfs_dir_kind {
+    QFS_DIR_SOURCE = 0, /* a source directory (relpath): the root, passthrough, model */
+    QFS_DIR_STATUS,     /* /.quantfs */
+    QFS_DIR_AWQ,        /* <name>.awq of the model `model`: no source directory of its own */
 };
 
 struct qfs_model;
@@ -38,7 +54,8 @@ struct qfs_vfile;
  * gets a new description (so the content is hashed again).  Refcounted by namespaces. */
 struct qfs_ns_desc {
     struct qfs_model *model;
-    struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file */
+    struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file,
+                                     then one for model->awq_config */
     char *abs;                    /* real path of the model directory */
     char *imatrix;                /* the -o imatrix= file it was opened with, or NULL */
     uint8_t fp[16];               /* fingerprint of the directory's files (name, type, size,
@@ -53,8 +70,11 @@ struct qfs_node {
     uint32_t parent;        /* index of the parent (the root is its own parent) */
     uint32_t first_child;   /* children: [first_child, first_child + n_children), sorted */
     uint32_t n_children;
-    char *relpath;          /* QFS_NODE_FILE: real path relative to the source root */
-    struct qfs_model *model;        /* QFS_NODE_VFILE (and model directories): owning model */
+    enum qfs_dir_kind dir;  /* QFS_NODE_DIR: what it lists */
+    char *relpath;          /* QFS_NODE_FILE, QFS_DIR_SOURCE: real path relative to the
+                               source root; NULL otherwise */
+    struct qfs_model *model;        /* QFS_NODE_VFILE, model directories, QFS_DIR_AWQ:
+                                       owning model */
     const struct qfs_vfile *vf;     /* QFS_NODE_VFILE */
     struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the description */
     dev_t src_dev;                  /* QFS_NODE_FILE: the source file's identity */
@@ -66,8 +86,10 @@ struct qfs_ns_model {
     char *path;              /* path shown in the mount ("/" or "/name") */
     struct qfs_model *model;
     struct qfs_ns_desc *desc; /* holds a reference */
-    uint32_t first_vnode;    /* node index of its first virtual file */
-    int n_vfiles;
+    uint32_t first_vnode;    /* nodes [first_vnode, end_vnode) hold the virtual files listed
+                                in the model directory, among its other entries (check the
+                                kind); empty when none is listed */
+    uint32_t end_vnode;
 };
 
 struct qfs_ns_skip {
@@ -101,7 +123,8 @@ struct qfs_ns {
 struct qfs_ns_opts {
     char *const *imatrix; /* "MODEL=FILE": the importance matrix of model directory MODEL */
     int n_imatrix;
-    int awq_group;        /* qfs_model_opts.awq_group for every model */
+    int awq_group;        /* qfs_model_opts.awq_group for every model (0: the default,
+                             -1: no AWQ) */
 };
 /* o may be NULL. */
 int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);

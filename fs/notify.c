@@ -90,8 +90,8 @@ void qfs_notify_describe(const struct qfs_ll *ll, char *buf, size_t n)
     int files = 0;
     for (int i = 0; i < ns->n_models; i++) {
         const struct qfs_ns_model *m = &ns->models[i];
-        for (int j = 0; j < m->n_vfiles; j++) {
-            const struct qfs_node *nd = &ns->nodes[m->first_vnode + (uint32_t)j];
+        for (uint32_t j = m->first_vnode; j < m->end_vnode; j++) {
+            const struct qfs_node *nd = &ns->nodes[j];
             if (nd->kind != QFS_NODE_VFILE)
                 continue;
             files++;

@@ -35,7 +35,7 @@ void qfs_opts_usage(const char *prog)
     printf("usage: %s [options] SOURCE MOUNTPOINT\n"
            "\n"
            "Mount SOURCE (a Hugging Face model directory, or a directory of them) read-only\n"
-           "at MOUNTPOINT, adding virtual GGUF files quantized on demand.\n"
+           "at MOUNTPOINT, adding virtual GGUF files and an AWQ model quantized on demand.\n"
            "\n"
            "options:\n"
            "  -f                 stay in the foreground\n"
@@ -60,8 +60,10 @@ void qfs_opts_usage(const char *prog)
            "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
            "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
            "                     0 disables prefetch)\n"
-           "     awq_group=N     experimental: also offer <model>.awq.safetensors\n"
-           "                     (AutoAWQ GEMM layout, group size 32, 64 or 128)\n"
+           "     awq_group=N     AWQ group size of <model>.awq.safetensors and the\n"
+           "                     loadable <model>.awq/ directory (AutoAWQ GEMM layout,\n"
+           "                     4 bits): 32, 64 or 128 (default 128)\n"
+           "     noawq           offer neither <model>.awq.safetensors nor <model>.awq/\n"
            "     imatrix=MODEL=FILE  importance matrix (llama.cpp imatrix .gguf or .dat) for\n"
            "                     the model directory MODEL; default: MODEL/imatrix.gguf or\n"
            "                     MODEL/imatrix.dat when present (repeatable)\n"
@@ -272,6 +274,8 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->rescan = (unsigned)v;
             }
+        } else if (!strcmp(t, "noawq")) {
+            o->awq_group = -1; /* the last of noawq and awq_group= counts */
         } else if (!strcmp(t, "nowatch")) {
             o->nowatch = true;
         } else if (!strncmp(t, "prewarm=", 8)) {

@@ -1,9 +1,9 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
- * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=, max_read=, prefetch=, prefetch_threads=,
- * imatrix=MODEL=FILE, stop_timeout=, rescan=, prewarm=, device=, gpu_mem=) are consumed here; options
- * mount(8) and fstab add
- * (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE mount options are
- * collected for fuse_session_new; anything else is an error (exit 2). */
+ * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=,
+ * max_read=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, awq_group=, noawq,
+ * stop_timeout=, rescan=, nowatch, prewarm=, device=, gpu_mem=) are consumed here; options
+ * mount(8) and fstab add (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE
+ * mount options are collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
 #define QFS_FS_OPTIONS_H
 
@@ -28,7 +28,8 @@ struct qfs_opts {
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
-    int awq_group;          /* -o awq_group=32|64|128 (experimental AWQ file); 0: off */
+    int awq_group;          /* -o awq_group=32|64|128: the AWQ group size; 0: the default
+                               (128); -1: -o noawq (no AWQ file or directory) */
     int n_imatrix;
     unsigned stop_timeout;  /* seconds to wait for open files on SIGTERM/SIGINT */
     unsigned rescan;        /* -o rescan=S: seconds between periodic rescans; 0: none */

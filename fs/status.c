@@ -153,8 +153,11 @@ static json_t *model_json(const struct qfs_ns *ns, const struct qfs_ns_model *nm
     put(o, "name", str(nm->model->name ? nm->model->name : ""), bad);
     put(o, "dir", str(nm->model->dir ? nm->model->dir : ""), bad);
     put(o, "path", str(nm->path), bad);
-    for (int i = 0; i < nm->n_vfiles; i++) {
-        const struct qfs_node *n = &ns->nodes[nm->first_vnode + (uint32_t)i];
+    /* the group size of its AWQ file and <name>.awq/, null when it has none */
+    put(o, "awq_group", nm->model->awq_file >= 0 ? json_integer(nm->model->awq_group)
+                                                 : json_null(), bad);
+    for (uint32_t i = nm->first_vnode; i < nm->end_vnode; i++) {
+        const struct qfs_node *n = &ns->nodes[i];
         if (n->kind != QFS_NODE_VFILE)
             continue;
         const struct qfs_read_stats *st = n->stats;

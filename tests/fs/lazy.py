@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""Laziness: listing, stat, open and reading a GGUF header quantize nothing; reading the
-header and the first tensor quantizes exactly that tensor's chunks and nothing else.
+"""Laziness: listing, stat, open and reading a GGUF header quantize nothing (nor do the
+AWQ file and the <model>.awq/ directory: listing, stat, open, reading its config.json);
+reading the header and the first tensor quantizes exactly that tensor's chunks and nothing
+else.
 Reads use O_DIRECT so the kernel asks for exactly the bytes we read (no readahead, no
 page rounding into the next tensor)."""
 import mmap
@@ -43,6 +45,15 @@ def main():
         for n in gg:
             os.stat(os.path.join(d, n))
             os.close(os.open(os.path.join(d, n), os.O_RDONLY))
+        awq = os.path.join(d, "lazy-test.awq")
+        q.check("lazy-test.awq.safetensors" in names and "lazy-test.awq" in names,
+                "the AWQ file and directory are listed")
+        for p in [os.path.join(d, "lazy-test.awq.safetensors")] + \
+                [os.path.join(awq, n) for n in sorted(os.listdir(awq))]:
+            os.stat(p)
+            os.close(os.open(p, os.O_RDONLY))
+        with open(os.path.join(awq, "config.json")) as f:
+            q.check('"quantization_config"' in f.read(), "lazy-test.awq/config.json is readable")
         st = m.status()
         files = {f["name"]: f for mm in st["models"] for f in mm["files"]}
         q.check(sum(f["chunks_quantized"] for f in files.values()) == 0,

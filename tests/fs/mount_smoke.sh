@@ -89,8 +89,10 @@ for f in $(ls "$SRC/tiny"); do
     grep -qx -- "$f" "$T/tiny.ls" || fail "tiny lacks $f"
     cmp -s "$SRC/tiny/$f" "$MNT/tiny/$f" || fail "tiny/$f differs from the source"
 done
-VF=$(grep '\.gguf$' "$T/tiny.ls")
+VF=$(grep -e '\.gguf$' -e '\.awq\.safetensors$' "$T/tiny.ls")
 [ -n "$VF" ] && ok "virtual files: $(echo $VF)" || fail "no virtual .gguf files in tiny/"
+grep -qx 'tiny.awq.safetensors' "$T/tiny.ls" && [ -d "$MNT/tiny/tiny.awq" ] ||
+    fail "tiny/ lacks tiny.awq.safetensors or tiny.awq/"
 cmp -s "$SRC/data.bin" "$MNT/data.bin" || fail "data.bin differs"
 cmp -s "$SRC/data.bin" "$MNT/data-link.bin" || fail "data-link.bin differs"
 cmp -s "$SRC/notes/sub/readme.txt" "$MNT/notes/sub/readme.txt" || fail "notes/sub/readme.txt differs"
@@ -108,7 +110,10 @@ for f in $VF; do
     cat "$MNT/tiny/$f" >"$T/out/$f" || { fail "reading $f"; continue; }
     got=$(stat -c %s "$T/out/$f")
     [ "$size" = "$got" ] || fail "$f: stat size $size, read $got bytes"
-    [ "$(head -c 4 "$T/out/$f")" = GGUF ] || fail "$f: no GGUF magic"
+    case "$f" in
+    *.gguf) [ "$(head -c 4 "$T/out/$f")" = GGUF ] || fail "$f: no GGUF magic" ;;
+    *) [ "$(tail -c +9 "$T/out/$f" | head -c 1)" = "{" ] || fail "$f: no safetensors header" ;;
+    esac
     cmp -s "$T/out/$f" "$MNT/tiny/$f" || fail "$f: second read differs"
     for spec in "1 1" "4095 3" "4097 9000" "$((size / 3)) 65537" "$((size - 7)) 100"; do
         set -- $spec
@@ -119,6 +124,13 @@ for f in $VF; do
     done
 done
 ok "virtual files read"
+[ "$(LC_ALL=C ls "$MNT/tiny/tiny.awq" | tr '\n' ' ')" = "config.json generation_config.json model.safetensors tokenizer.model tokenizer_config.json " ] ||
+    fail "tiny.awq/ lists: $(ls "$MNT/tiny/tiny.awq" | tr '\n' ' ')"
+cmp -s "$MNT/tiny/tiny.awq/model.safetensors" "$T/out/tiny.awq.safetensors" ||
+    fail "tiny.awq/model.safetensors differs from tiny.awq.safetensors"
+python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["quantization_config"]["quant_method"] == "awq"' \
+    "$MNT/tiny/tiny.awq/config.json" || fail "tiny.awq/config.json"
+ok "tiny.awq/ directory"
 
 # read-only
 touch "$MNT/tiny/new" 2>"$T/err"; grep -q "Read-only file system" "$T/err" || fail "touch: $(cat "$T/err")"

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cache/cache.h"
+#include "codecs/model.h"
 #include "codecs/vfile.h"
 #include "fs/namespace.h"
 #include "fs/prefetch.h"
@@ -36,6 +38,18 @@ static uint64_t next(void)
     return rng;
 }
 
+static void diff_entry(void *arg, uint64_t dir, const char *name)
+{
+    (void)arg;
+    fprintf(stderr, "diff: entry %s in %llu\n", name, (unsigned long long)dir);
+}
+
+static void diff_dir(void *arg, uint64_t dir)
+{
+    (void)arg;
+    fprintf(stderr, "diff: directory %llu\n", (unsigned long long)dir);
+}
+
 static void check_file(struct qfs_cache *cache, const struct qfs_node *n)
 {
     const struct qfs_vfile *vf = n->vf;
@@ -47,7 +61,13 @@ static void check_file(struct qfs_cache *cache, const struct qfs_node *n)
     ssize_t got = qfs_read_vfile(&ctx, vf, 0, size + 64, full);
     CHECK(got == (ssize_t)size, "%s: full read %zd of %llu", vf->name, got,
           (unsigned long long)size);
-    CHECK(size >= 4 && !memcmp(full, "GGUF", 4), "%s: no GGUF magic", vf->name);
+    size_t nl = strlen(vf->name);
+    if (nl > 12 && !strcmp(vf->name + nl - 12, ".safetensors"))
+        CHECK(size >= 9 && full[8] == '{', "%s: no safetensors header", vf->name);
+    else if (vf->n_tensors > 0)
+        CHECK(size >= 4 && !memcmp(full, "GGUF", 4), "%s: no GGUF magic", vf->name);
+    else /* header-only (the AWQ directory's config.json) */
+        CHECK(!memcmp(full, vf->head, size), "%s: not its header bytes", vf->name);
     CHECK(qfs_read_vfile(&ctx, vf, size, 10, part) == 0, "%s: read at EOF", vf->name);
     /* Sequential, odd step. */
     for (uint64_t off = 0; off < size; off += 4097) {
@@ -224,6 +244,76 @@ static void check_prefetch_file(const struct qfs_node *n)
     free(got);
 }
 
+/* <m>.awq/ of model directory m: config.json (header only), model.safetensors (the AWQ
+ * file itself, its counters), the tokenizer and generation files passed through; its
+ * entries keep their inode numbers in a rebuild of an unchanged source. */
+static void test_awq_dir(struct qfs_ns *ns, struct qfs_cache *cache, const struct qfs_node *m)
+{
+    const struct qfs_node *d = NULL, *cfg = NULL, *wts = NULL, *awq = NULL, *tok = NULL, *x;
+    CHECK(qfs_ns_lookup(ns, m, "m.awq", &d) == 0 && d->kind == QFS_NODE_DIR &&
+              d->dir == QFS_DIR_AWQ && d->model == m->model && !d->relpath,
+          "m.awq is the virtual AWQ directory");
+    CHECK(qfs_ns_lookup(ns, m, "m.awq.safetensors", &awq) == 0 && awq->kind == QFS_NODE_VFILE,
+          "m.awq.safetensors");
+    if (!d || !awq)
+        return;
+    const char *want[] = {"config.json", "generation_config.json", "model.safetensors",
+                          "tokenizer.model", "tokenizer_config.json"};
+    CHECK(d->n_children == 5, "m.awq/ has %u entries", d->n_children);
+    for (uint32_t i = 0; i < d->n_children && i < 5; i++)
+        CHECK(!strcmp(ns->nodes[d->first_child + i].name, want[i]), "m.awq/ entry %u: %s", i,
+              ns->nodes[d->first_child + i].name);
+    CHECK(qfs_ns_lookup(ns, d, "config.json", &cfg) == 0 && cfg->kind == QFS_NODE_VFILE &&
+              cfg->vf == m->model->awq_config && cfg->vf->n_tensors == 0 && cfg->stats &&
+              cfg->stats != awq->stats && (uint64_t)cfg->st.st_size == cfg->vf->size,
+          "m.awq/config.json: the header-only file");
+    CHECK(qfs_ns_lookup(ns, d, "model.safetensors", &wts) == 0 && wts->vf == awq->vf &&
+              wts->stats == awq->stats && wts->st.st_size == awq->st.st_size &&
+              wts->st.st_ino != awq->st.st_ino,
+          "m.awq/model.safetensors: the AWQ file, its counters, its own inode");
+    CHECK(qfs_ns_lookup(ns, d, "tokenizer.model", &tok) == 0 && tok->kind == QFS_NODE_FILE &&
+              tok->relpath && !strcmp(tok->relpath, "m/tokenizer.model"),
+          "m.awq/tokenizer.model: passed through");
+    CHECK(qfs_ns_lookup(ns, d, "m.Q8_0.gguf", &x) == -ENOENT, "m.awq/ has no GGUF file");
+    if (cfg) {
+        check_file(cache, cfg);
+        char *text = malloc(cfg->vf->size + 1);
+        struct qfs_read_ctx ctx = {.cache = cache, .stats = cfg->stats};
+        CHECK(text && qfs_read_vfile(&ctx, cfg->vf, 0, cfg->vf->size, (uint8_t *)text) ==
+                          (ssize_t)cfg->vf->size,
+              "config.json read");
+        if (text) {
+            text[cfg->vf->size] = '\0';
+            CHECK(strstr(text, "\"quantization_config\"") && strstr(text, "\"awq\""),
+                  "config.json has quantization_config");
+        }
+        free(text);
+    }
+    if (tok) {
+        int fd = qfs_ns_open_file(ns, tok);
+        CHECK(fd >= 0, "open m.awq/tokenizer.model: %s", strerror(fd < 0 ? -fd : 0));
+        if (fd >= 0)
+            close(fd);
+    }
+    /* An unchanged source: the same numbers, nothing to invalidate. */
+    struct qfs_ns *next = NULL;
+    int rc = qfs_ns_rebuild(ns, NULL, &next);
+    CHECK(rc == 0, "rebuild: %s", strerror(-rc));
+    if (rc)
+        return;
+    const struct qfs_node *nroot = qfs_ns_node(next, 1), *nm = NULL, *nd = NULL;
+    CHECK(nroot && qfs_ns_lookup(next, nroot, "m", &nm) == 0 &&
+              qfs_ns_lookup(next, nm, "m.awq", &nd) == 0 && nd->st.st_ino == d->st.st_ino &&
+              nd->n_children == d->n_children,
+          "rebuild: m.awq/ keeps its number");
+    for (uint32_t i = 0; nd && i < nd->n_children && i < d->n_children; i++)
+        CHECK(next->nodes[nd->first_child + i].st.st_ino == ns->nodes[d->first_child + i].st.st_ino,
+              "rebuild: m.awq/%s keeps its number", ns->nodes[d->first_child + i].name);
+    unsigned calls = qfs_ns_diff(ns, next, &(struct qfs_ns_diff_cb){diff_entry, diff_dir, NULL});
+    CHECK(calls == 0, "rebuild: %u differences", calls);
+    qfs_ns_destroy(next);
+}
+
 /* A model whose tensors span several 1 MiB chunks, read with prefetch on. */
 static void test_prefetch(const char *genmodel, const char *top)
 {
@@ -311,12 +401,16 @@ int main(int argc, char **argv)
         nv++;
     }
     CHECK(nv > 0, "no virtual files");
+    test_awq_dir(ns, cache, m);
     struct qfs_status_info info = {.mountpoint = "/mnt", .cache_dir = NULL};
     char *text = NULL;
     size_t len = 0;
     CHECK(qfs_status_render(ns, cache, &info, &text, &len) == 0 && len == strlen(text),
           "status render");
     CHECK(text && strstr(text, "\"chunks_quantized\""), "status content");
+    CHECK(text && strstr(text, "\"m.awq.safetensors\"") && !strstr(text, "\"config.json\"") &&
+              !strstr(text, "\"model.safetensors\"") && strstr(text, "\"awq_group\": 128"),
+          "status: the model directory's virtual files only");
     free(text);
     printf("%d virtual files checked\n", nv);
     test_prefetch(argv[1], tmpl);

@@ -56,6 +56,13 @@ def digests(mnt):
                 f"(missing: {sorted(set(types) - offered)})")
         q.check(offered <= set(types), f"{model}: nothing offered that llama-quantize refuses "
                 f"(extra: {sorted(offered - set(types))})")
+        # besides the source files and the GGUF types: the AWQ file and directory, only
+        listed = set(os.listdir(os.path.join(mnt, model)))
+        awq = {f"{model}.awq.safetensors", f"{model}.awq"}
+        extra = listed - set(os.listdir(os.path.join(q.SHARED, "models", model))) - \
+            {f"{model}.{t}.gguf" for t in offered}
+        q.check(extra == awq, f"{model}: the other entries are the AWQ file and directory "
+                f"({sorted(extra)})")
         for t in types:
             if t not in offered:
                 continue
