@@ -677,6 +677,147 @@ static int cmd_perplexity(const char *file, const char *textfile, int n_ctx, int
     return 0;
 }
 
+// How far each FILE's next-token distributions are from BASE's on the same windows (as
+// llama-perplexity --kl-divergence measures quantization damage): the mean over scored
+// tokens of KL(base || file) in nats, the share of tokens whose most likely next token is
+// the same, both perplexities, and the paired difference of the mean token NLL
+// (file - base) with its standard error.  KL and the paired difference are far less noisy
+// than two perplexities compared by eye when both are close to the base's.  Windows as in
+// cmd_perplexity; BASE is decoded once per window.
+struct kld_acc {
+    double kl, kl2, nll, dn2;
+    long same_top;
+};
+
+static double log_softmax_at(const float *lg, int n, float *mx_out, double *lse_out, int t)
+{
+    float mx = lg[0];
+    for (int k = 1; k < n; k++)
+        mx = fmaxf(mx, lg[k]);
+    double sum = 0.0;
+    for (int k = 0; k < n; k++)
+        sum += exp((double)(lg[k] - mx));
+    *mx_out = mx;
+    *lse_out = log(sum);
+    return (double)(lg[t] - mx) - *lse_out;
+}
+
+static int cmd_kld(const char *base, char **files, int n_files, const char *textfile, int n_ctx,
+                   int n_chunks_req)
+{
+    size_t len;
+    char *text = read_file(textfile, &len);
+    if (len && text[len - 1] == '\n')
+        text[--len] = 0;
+    struct llama_model *mb = load_model(base);
+    const struct llama_vocab *v = L.llama_model_get_vocab(mb);
+    const int n_vocab = L.llama_vocab_n_tokens(v);
+    const bool add_bos = L.llama_vocab_get_add_bos(v);
+    struct llama_model **mf = calloc((size_t)n_files, sizeof *mf);
+    struct llama_context **cf = calloc((size_t)n_files, sizeof *cf);
+    struct kld_acc *acc = calloc((size_t)n_files, sizeof *acc);
+    if (!mf || !cf || !acc)
+        die("out of memory");
+    int32_t n_tok;
+    llama_token *tokens = tokenize(v, text, len, true, &n_tok);
+    if (n_tok < 2 * n_ctx)
+        die("need at least %d tokens for a context of %d", 2 * n_ctx, n_ctx);
+    const int n_chunk_max = n_tok / n_ctx;
+    const int n_chunk = n_chunks_req < 0 ? n_chunk_max
+                        : (n_chunks_req < n_chunk_max ? n_chunks_req : n_chunk_max);
+    const int first = n_ctx / 2;
+    struct llama_context *cb = new_context(mb, (uint32_t)n_ctx, (uint32_t)n_ctx);
+    for (int f = 0; f < n_files; f++) {
+        mf[f] = load_model(files[f]);
+        if (L.llama_vocab_n_tokens(L.llama_model_get_vocab(mf[f])) != n_vocab)
+            die("%s and %s have different vocabularies", base, files[f]);
+        cf[f] = new_context(mf[f], (uint32_t)n_ctx, (uint32_t)n_ctx);
+    }
+    struct ref_batch b = L.llama_batch_init(n_ctx, 0, 1);
+    double nll_b = 0.0;
+    long count = 0;
+    for (int i = 0; i < n_chunk; i++) {
+        const int start = i * n_ctx;
+        b.n_tokens = n_ctx;
+        for (int k = 0; k < n_ctx; k++) {
+            b.token[k] = (k == 0 && add_bos) ? L.llama_vocab_bos(v) : tokens[start + k];
+            b.pos[k] = k;
+            b.n_seq_id[k] = 1;
+            b.seq_id[k][0] = 0;
+            b.logits[k] = k >= first;
+        }
+        L.llama_memory_clear(L.llama_get_memory(cb), true);
+        if (L.llama_decode(cb, b))
+            die("llama_decode failed on chunk %d of %s", i, base);
+        const float *ab = L.llama_get_logits_ith(cb, first);
+        if (!ab)
+            die("no logits for chunk %d", i);
+        const llama_token *tk = tokens + start + first;
+        const int n_scored = n_ctx - 1 - first;
+        double *lpb = malloc((size_t)n_scored * sizeof *lpb);
+        if (!lpb)
+            die("out of memory");
+        for (int j = 0; j < n_scored; j++) {
+            float mx;
+            double lse;
+            lpb[j] = log_softmax_at(ab + (size_t)j * (size_t)n_vocab, n_vocab, &mx, &lse, tk[j + 1]);
+            nll_b -= lpb[j];
+        }
+        for (int f = 0; f < n_files; f++) {
+            L.llama_memory_clear(L.llama_get_memory(cf[f]), true);
+            if (L.llama_decode(cf[f], b))
+                die("llama_decode failed on chunk %d of %s", i, files[f]);
+            const float *af = L.llama_get_logits_ith(cf[f], first);
+            if (!af)
+                die("no logits for chunk %d", i);
+            struct kld_acc *A = &acc[f];
+            for (int j = 0; j < n_scored; j++) {
+                const float *lb = ab + (size_t)j * (size_t)n_vocab;
+                const float *lf = af + (size_t)j * (size_t)n_vocab;
+                float mxb, mxf;
+                double lseb, lsef;
+                (void)log_softmax_at(lb, n_vocab, &mxb, &lseb, 0);
+                const double lpf = log_softmax_at(lf, n_vocab, &mxf, &lsef, tk[j + 1]);
+                A->nll -= lpf;
+                A->dn2 += (lpb[j] - lpf) * (lpb[j] - lpf);
+                double d = 0.0;
+                for (int t = 0; t < n_vocab; t++) {
+                    const double pb = (double)(lb[t] - mxb) - lseb;
+                    const double pf = (double)(lf[t] - mxf) - lsef;
+                    d += exp(pb) * (pb - pf);
+                }
+                A->kl += d;
+                A->kl2 += d * d;
+                A->same_top += argmax(lb, n_vocab) == argmax(lf, n_vocab);
+            }
+        }
+        free(lpb);
+        count += n_scored;
+    }
+    printf("base: %s\nppl_base: %.4f\nchunks: %d\n", base, exp(nll_b / (double)count), n_chunk);
+    for (int f = 0; f < n_files; f++) {
+        const struct kld_acc *A = &acc[f];
+        const double n = (double)count, kl = A->kl / n, klv = A->kl2 / n - kl * kl;
+        const double dn = (A->nll - nll_b) / n, dnv = A->dn2 / n - dn * dn;
+        printf("file: %s\n", files[f]);
+        printf("kld: %.6f\nkld_err: %.6f\n", kl, klv > 0 ? sqrt(klv / (n - 1)) : 0.0);
+        printf("same_top: %.4f\n", (double)A->same_top / n);
+        printf("ppl: %.4f\n", exp(A->nll / n));
+        printf("dnll: %.6f\ndnll_err: %.6f\n", dn, dnv > 0 ? sqrt(dnv / (n - 1)) : 0.0);
+        L.llama_free(cf[f]);
+        L.llama_model_free(mf[f]);
+    }
+    L.llama_batch_free(b);
+    L.llama_free(cb);
+    L.llama_model_free(mb);
+    free(mf);
+    free(cf);
+    free(acc);
+    free(tokens);
+    free(text);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int ftype;
@@ -860,6 +1001,8 @@ static void usage(FILE *f)
           "  generate FILE N [PROMPT]                  greedy-generate N tokens\n"
           "  perplexity FILE TEXTFILE CTX CHUNKS [THREADS]\n"
           "                                            llama-perplexity's default method\n"
+          "  kld TEXTFILE CTX CHUNKS BASE FILE...      per FILE: KL(BASE || FILE) per token, same\n"
+          "                                            top token, perplexity, NLL difference\n"
           "  quantize IN OUT TYPE [NTHREAD] [IMATRIX [NAME]]\n"
           "                                            llama_model_quantize like llama-quantize\n"
           "                                            [--imatrix IMATRIX]; NAME is recorded as\n"
@@ -921,6 +1064,12 @@ int main(int argc, char **argv)
             g_threads = (int)parse_long(a[4], "thread count", 1, 1024);
         load_libs(lib);
         rc = cmd_perplexity(a[0], a[1], ctx, chunks);
+    } else if (!strcmp(cmd, "kld") && nargs >= 5) {
+        // kld TEXTFILE CTX CHUNKS BASE FILE...
+        int ctx = (int)parse_long(a[1], "context size", 4, 1 << 20);
+        int chunks = (int)parse_long(a[2], "chunk count", -1, INT_MAX);
+        load_libs(lib);
+        rc = cmd_kld(a[3], a + 4, nargs - 4, a[0], ctx, chunks);
     } else if (!strcmp(cmd, "quantize") && nargs >= 3 && nargs <= 6) {
         int nthread = nargs >= 4 ? (int)parse_long(a[3], "thread count", 0, 1024) : 2;
         load_libs(lib);
