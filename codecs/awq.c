@@ -17,7 +17,10 @@
  *
  * Activation-aware mode (m->imatrix set), per decoder block, following AutoAWQ's
  * quantize(): (1) search one scale vector per scaling group on the ORIGINAL weights,
- * (2) apply them all, (3) search clipping per linear on the scaled weights, (4) quantize.
+ * (2) apply them all, (3) fit each quant group of the scaled linears (fit_group, where
+ * AutoAWQ searches clipping), (4) quantize.  A group is scaled only when the importance
+ * matrix singles out channels of its input (salient(): on llama models the inputs of
+ * o_proj and down_proj; the RMSNorm'd inputs of q/k/v and gate/up are flat).
  *   Scaling groups (llama.py get_layers_for_scaling), applied in this order:
  *     qkv:  q, k, v      input: input_layernorm     (norm weight /= s, columns *= s)
  *     o:    o            input: v's output          (v rows /= s, o columns *= s) only
@@ -25,16 +28,19 @@
  *     gu:   gate, up     input: post_attention_layernorm
  *     down: down         input: up's output         (up rows /= s)
  *   So v = (W_v * s_qkv[col]) / s_o[row], up = (W_up * s_gu[col]) / s_down[row]; a
- *   group is skipped (s = 1) when one of its linears is not quantized or the imatrix has
- *   no entry for its first linear.
+ *   group is skipped (s = 1) when one of its linears is not quantized, the imatrix has
+ *   no entry for its first linear, or that entry is flat.
  *   Scale search (_compute_best_scale, duo_scaling = True, AutoAWQ's default): with
  *   x_mean[j] the mean |x_j| of the group's input and w_mean[j] the mean over all rows of
  *   all its linears of |w| / (max |w| of its quant group + 1e-6), for ratio = i/20,
  *   i = 0..19:  s = clamp(x_mean^ratio / (w_mean^(1-ratio) + 1e-4), 1e-4),
- *   s /= sqrt(max(s) * min(s)), non-finite s -> 1; the first ratio of least loss wins.
- *   Clipping (_compute_best_clip; not for q and k, as AutoAWQ avoids "q_"/"k_"): per quant
- *   group, max_val = max|w| * (1 - i/20), i = 0..9, the weights clamped to +-max_val and
- *   quantized; the first i of least loss wins; the clamped weights are then quantized.
+ *   s /= sqrt(max(s) * min(s)), non-finite s -> 1; the first ratio of least loss wins,
+ *   if its loss is below that of s = 1 (not a grid point in AutoAWQ; here it is the
+ *   default, so the search never makes the group worse by its own measure).
+ *   Fit (the linears of an active group but q and k, which AutoAWQ does not clip either):
+ *   per quant group, the (scale, zero) of least weighted error among scales
+ *   range/15 * (1 + i/40), i = 0..10, and zero points whose 16 levels still cover the
+ *   group's [min, max]; i = 0 is round-to-nearest.
  * Where this differs from AutoAWQ:
  *   - Statistics: we have no calibration forward pass, only llama.cpp's importance matrix
  *     I[j] = mean x_j^2 of each linear's input.  x_mean = sqrt(I) (the RMS instead of the
@@ -42,11 +48,17 @@
  *   - Loss: AutoAWQ measures the MSE of the block's output (self_attn / mlp / the
  *     linear) on calibration tokens.  We use the diagonal of that quadratic form: the
  *     scale loss is sum over the group's linears, rows o, columns j of
- *     I[j] * (w[o][j] - Q(w[o][j] * s[j]) / s[j])^2, the clipping loss of a quant group is
- *     sum_j I[j] / s[j]^2 * (Q(clamp(ws)) - ws)[j]^2 (ws: the scaled weights; AutoAWQ's
- *     inputs are divided by s there too).  Cross terms between columns (correlated
- *     activations) and attention's nonlinearity are not seen.  The imatrix entry of the
- *     group's first linear is used for the group (q/k/v, and gate/up, share their input).
+ *     I[j] * (w[o][j] - Q(w[o][j] * s[j]) / s[j])^2, the fit loss of a quant group is
+ *     sum_j I[j] / s[j]^2 * (Q(ws) - ws)[j]^2 (ws: the scaled weights; the inputs are
+ *     divided by s).  Cross terms between columns (correlated activations) and
+ *     attention's nonlinearity are not seen.  The imatrix entry of the group's first
+ *     linear is used for the group (q/k/v, and gate/up, share their input).
+ *   - Which groups, and no clipping.  With this diagonal loss, every search we tried on
+ *     the flat-input groups (scales on q/k/v or gate/up, clipping or the fit on v, o,
+ *     gate, up) made the model worse than round-to-nearest on tinyllama-256 (perplexity
+ *     and KL divergence from F16, README "AWQ"); clipping made down_proj closer to F16
+ *     in KL but raised perplexity, the range-preserving fit improves both.  So: scales
+ *     only where the statistics are not flat, the fit instead of clipping, s = 1 kept.
  *   - Arithmetic: float32 throughout (AutoAWQ: fp16 weights, fp16 scaled weights and
  *     folded norms); losses are summed in double in a fixed order.  pow is evaluated in
  *     double and rounded to float.
@@ -70,7 +82,7 @@
  * the same groups).  Part of the chunk keys through the row range. */
 #define CHUNK_TARGET (1u << 20)
 #define N_GRID 20      /* scale ratios 0/20 .. 19/20 */
-#define N_CLIP 10      /* clip factors 1 - i/20, i = 0..9 (AutoAWQ: max_shrink 0.5) */
+#define N_FIT 10       /* fit_group's scale candidates beyond round-to-nearest's */
 #define PACK_ORDER {0, 2, 4, 6, 1, 3, 5, 7}
 
 enum lin_kind { L_Q, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN, L_N };
@@ -183,15 +195,13 @@ static void quant_group(const float *v, int64_t n, float *scale, int *zero, uint
     }
 }
 
-/* Sum over the group of w[i] * (v[i] - deq(v)[i] / div[i])^2 ... in the form the callers
- * need: err_i = (orig[i] - Q(v)[i] * inv[i]), weighted by wt[i]; inv NULL: 1. */
-static double group_loss(const float *v, const float *orig, const float *inv, const float *wt,
-                         int64_t n)
+/* The weighted error of quantizing v with (sc, zero): sum of wt[i] * e_i^2 with
+ * e_i = orig[i] - dequantized(v[i]) / inv[i] (inv NULL: 1).  The callers' forms: the scale
+ * search (v = w * s, orig = w, inv = s) and the fit (v = orig, inv NULL). */
+static double fit_loss(const float *v, const float *orig, const float *inv, const float *wt,
+                       int64_t n, float sc, int zero)
 {
-    float sc;
-    int z;
-    quant_group(v, n, &sc, &z, NULL);
-    const float zf = (float)z;
+    const float zf = (float)zero;
     double loss = 0.0;
     for (int64_t i = 0; i < n; i++) {
         float x = rintf(v[i] / sc) + zf;
@@ -203,6 +213,58 @@ static double group_loss(const float *v, const float *orig, const float *inv, co
         loss += (double)wt[i] * (double)e * (double)e;
     }
     return loss;
+}
+
+/* fit_loss with the round-to-nearest (scale, zero) of v. */
+static double group_loss(const float *v, const float *orig, const float *inv, const float *wt,
+                         int64_t n)
+{
+    float sc;
+    int z;
+    quant_group(v, n, &sc, &z, NULL);
+    return fit_loss(v, orig, inv, wt, n, sc, z);
+}
+
+/* Activation-aware fit of one group (instead of AutoAWQ's clipping, see the top comment):
+ * among scales range/15 * (1 + i/40), i = 0..N_FIT, each with the zero points
+ * floor/ceil(-min/scale) for which the 16 levels still cover [min, max], the (scale, zero)
+ * of least weighted error; the round-to-nearest pair (i = 0) unless another is strictly
+ * better.  Nothing is clipped: every weight keeps its side and magnitude to within a step. */
+static void fit_group(const float *v, const float *wt, int64_t n, float *scale, int *zero,
+                      uint8_t *q)
+{
+    quant_group(v, n, scale, zero, NULL);
+    double best = fit_loss(v, v, NULL, wt, n, *scale, *zero);
+    float mx = v[0], mn = v[0];
+    for (int64_t i = 1; i < n; i++) {
+        if (v[i] > mx)
+            mx = v[i];
+        if (v[i] < mn)
+            mn = v[i];
+    }
+    float range = mx - mn;
+    if (!(range >= 1e-5f))
+        range = 1e-5f;
+    for (int i = 1; i <= N_FIT && best > 0.0; i++) {
+        const float sc = f16_round(range / 15.0f * (1.0f + (float)i / 40.0f));
+        if (!(sc <= 65504.0f))
+            break;
+        for (int up = 0; up < 2; up++) {
+            const float zf = up ? ceilf(-mn / sc) : floorf(-mn / sc);
+            if (!(zf >= 0.0f && zf <= 15.0f) || -zf * sc > mn || (15.0f - zf) * sc < mx)
+                continue;
+            const double loss = fit_loss(v, v, NULL, wt, n, sc, (int)zf);
+            if (loss < best) {
+                best = loss;
+                *scale = sc;
+                *zero = (int)zf;
+            }
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float x = rintf(v[i] / *scale) + (float)*zero;
+        q[i] = (uint8_t)(x < 0.0f ? 0.0f : x > 15.0f ? 15.0f : x);
+    }
 }
 
 /* ---- reading the source ---- */
@@ -265,8 +327,21 @@ static int compute_scales(struct awq_state *st, struct awq_grp *gp)
     for (int64_t j = 0; j < in; j++)
         wm[j] = (float)(acc[j] / (double)rows_total);
 
-    double best = INFINITY;
-    int found = 0;
+    /* The unscaled weights are the first candidate: a grid point must do strictly better
+     * than leaving the group alone (AutoAWQ's grid has no identity point). */
+    double best = 0.0;
+    for (int k = 0; k < gp->n_lins; k++) {
+        const struct awq_lin *l = &st->lin[gp->lins[k]];
+        for (int64_t o = 0; o < l->out; o++) {
+            const float *row = w[k] + o * in;
+            for (int64_t c = 0; c < in; c += g)
+                best += group_loss(row + c, row + c, NULL, gp->im + c, g);
+        }
+    }
+    for (int64_t j = 0; j < in; j++)
+        s[j] = 1.0f;
+    if (!(best < INFINITY)) /* NaN or infinite source weights: leave the group unscaled */
+        goto done;
     for (int i = 0; i < N_GRID; i++) {
         const double ratio = (double)i / N_GRID;
         float smax = 0.0f, smin = INFINITY;
@@ -302,12 +377,9 @@ static int compute_scales(struct awq_state *st, struct awq_grp *gp)
         if (loss < best) {
             best = loss;
             memcpy(s, cand, (size_t)in * sizeof *s);
-            found = 1;
         }
     }
-    if (!found) /* every loss NaN: leave the weights unscaled */
-        for (int64_t j = 0; j < in; j++)
-            s[j] = 1.0f;
+done:
     gp->s = s;
     s = NULL;
     rc = 0;
@@ -374,13 +446,12 @@ static int produce_quant(const struct awq_tensor *at, const struct qfs_vtensor *
     if ((rc = group_scales(st, l->col_grp, &sc)) < 0 || (rc = group_scales(st, l->row_grp, &sr)) < 0)
         return rc;
     float *w = malloc((size_t)(out * cols) * sizeof *w);
-    float *tmp = malloc((size_t)g * sizeof *tmp);
     float *wt = malloc((size_t)g * sizeof *wt);
     float *scales = malloc((size_t)(out * nq) * sizeof *scales);
     uint8_t *zeros = malloc((size_t)(out * nq));
     uint8_t *q = at->kind == T_QWEIGHT ? malloc((size_t)(out * cols)) : NULL;
     rc = -ENOMEM;
-    if (!w || !tmp || !wt || !scales || !zeros || (at->kind == T_QWEIGHT && !q))
+    if (!w || !wt || !scales || !zeros || (at->kind == T_QWEIGHT && !q))
         goto out;
     read_block(&st->stm->tensors[l->src], 0, out, c0, c0 + cols, w);
     /* apply order: columns (the group this linear belongs to), then rows (the next) */
@@ -396,34 +467,18 @@ static int produce_quant(const struct awq_tensor *at, const struct qfs_vtensor *
     for (int64_t o = 0; o < out; o++) {
         for (int64_t k = 0; k < nq; k++) {
             float *v = w + o * cols + k * g;
-            if (l->im) { /* clipping search on the scaled weights */
-                for (int64_t j = 0; j < g; j++) {
-                    const float s = sc ? sc[c0 + k * g + j] : 1.0f;
-                    wt[j] = l->im[c0 + k * g + j] / (s * s);
-                }
-                float amax = 0.0f;
-                for (int64_t j = 0; j < g; j++)
-                    if (fabsf(v[j]) > amax)
-                        amax = fabsf(v[j]);
-                double best = INFINITY;
-                float best_max = amax;
-                for (int i = 0; i < N_CLIP; i++) {
-                    const float mv = amax * (float)(1.0 - (double)i / N_GRID);
-                    for (int64_t j = 0; j < g; j++)
-                        tmp[j] = v[j] > mv ? mv : v[j] < -mv ? -mv : v[j];
-                    double loss = group_loss(tmp, v, NULL, wt, g);
-                    if (loss < best) {
-                        best = loss;
-                        best_max = mv;
-                    }
-                }
-                for (int64_t j = 0; j < g; j++)
-                    v[j] = v[j] > best_max ? best_max : v[j] < -best_max ? -best_max : v[j];
-            }
             int z;
             float s;
             uint8_t qg[128];
-            quant_group(v, g, &s, &z, qg);
+            if (l->im) { /* the fit on the scaled weights, weighted as their inputs */
+                for (int64_t j = 0; j < g; j++) {
+                    const float cs = sc ? sc[c0 + k * g + j] : 1.0f;
+                    wt[j] = l->im[c0 + k * g + j] / (cs * cs);
+                }
+                fit_group(v, wt, g, &s, &z, qg);
+            } else {
+                quant_group(v, g, &s, &z, qg);
+            }
             scales[o * nq + k] = s;
             zeros[o * nq + k] = (uint8_t)z;
             if (q)
@@ -458,7 +513,6 @@ static int produce_quant(const struct awq_tensor *at, const struct qfs_vtensor *
     rc = 0;
 out:
     free(w);
-    free(tmp);
     free(wt);
     free(scales);
     free(zeros);
@@ -629,6 +683,27 @@ static int group_of(int g)
     return g ? g : QFS_AWQ_DEFAULT_GROUP;
 }
 
+/* Do the activation statistics single out channels?  The coefficient of variation of
+ * the per-channel mean squares I[j] (std / mean) is at least SALIENT_CV.  Inputs behind an
+ * RMSNorm (q/k/v, gate/up) are nearly flat (0.25..0.4 on tinyllama-256), the inputs of
+ * o_proj and down_proj are heavy-tailed (0.6..1.6).  With flat statistics the weighted
+ * losses reduce to plain weight MSE, and fitting that (scales, clipping or fit_group)
+ * made the model worse than round-to-nearest in our measurements (README, AWQ); so the
+ * groups of such inputs are not scaled, and their linears are quantized round-to-nearest.
+ * Summed in double in index order: deterministic. */
+#define SALIENT_CV 0.5
+
+static int salient(const float *im, int64_t n)
+{
+    double s = 0.0, s2 = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        s += (double)im[j];
+        s2 += (double)im[j] * (double)im[j];
+    }
+    const double mean = s / (double)n, var = s2 / (double)n - mean * mean;
+    return mean > 0.0 && isfinite(var) && var >= SALIENT_CV * SALIENT_CV * mean * mean;
+}
+
 /* An imatrix entry of in values for the linear with HF name hf, or NULL. */
 static const float *imatrix_for(const struct qfs_model *m, const char *hf, int64_t in,
                                 struct qfs_cache_key *hash)
@@ -738,8 +813,6 @@ int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
         l->in = s->shape[1];
         l->quantized = lin_quantizable(s, g);
         n_quant += l->quantized;
-        if (st->aware && l->quantized && k != L_Q && k != L_K)
-            l->im = imatrix_for(m, s->name, l->in, &l->im_hash);
     }
     if (n_quant == 0) {
         qfs_info("%s: not offering AWQ: no decoder linear layer with in_features divisible by "
@@ -782,7 +855,7 @@ int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
                     continue;
             }
             gp->im = imatrix_for(m, stm->tensors[first->src].name, gp->in, &gp->im_hash);
-            if (!gp->im)
+            if (!gp->im || !salient(gp->im, gp->in))
                 continue;
             gp->active = 1;
             for (int j = 0; j < gp->n_lins; j++)
@@ -790,6 +863,15 @@ int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
             if (groups[k].prev_lin >= 0)
                 st->lin[b * L_N + groups[k].prev_lin].row_grp = (int)(b * G_N + k);
         }
+    }
+
+    /* the fit (fit_group) for the linears an active group scales, except q and k (as
+     * AutoAWQ does not clip them: their errors pass through the softmax) */
+    for (int i = 0; i < st->n_lin; i++) {
+        struct awq_lin *l = &st->lin[i];
+        const int k = i % L_N;
+        if (l->col_grp >= 0 && k != L_Q && k != L_K)
+            l->im = imatrix_for(m, stm->tensors[l->src].name, l->in, &l->im_hash);
     }
 
     /* the output tensors */

@@ -28,7 +28,7 @@
 #include "model.h"
 
 /* Bumped whenever any output byte of the AWQ codec could change: it enters every key. */
-#define QFS_AWQ_CODEC_VERSION 1
+#define QFS_AWQ_CODEC_VERSION 2
 #define QFS_AWQ_DEFAULT_GROUP 128
 
 /* Is g a group size the AWQ file can be offered with (32, 64, 128)? */

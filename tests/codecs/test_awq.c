@@ -25,11 +25,11 @@
  *       columns likewise: for each channel c the test finds every factor s[c] for which
  *       the elements on the inner levels 2..13 of their groups (never clipped) are within
  *       their bounds, on v's row c and o's column c together, requires that set to be a
- *       non-empty interval, and then checks all elements with a factor from it.  Clipping
- *       (every linear but q and k) may pull a group's extremes in: elements on its two
- *       lowest or highest levels only have to lie beyond their level minus a step, and
- *       within 45% of the group's largest magnitude of the grid's end.  Linears kept F16
- *       are checked the same way, within the fp16 rounding.  The embeddings, the final
+ *       non-empty interval, and then checks all elements with a factor from it.  The
+ *       codec does not clip (its fit keeps each group's range): every element must be
+ *       within half a step (the checker can tell clipped extremes, counted and then
+ *       failed, from errors).  Linears kept F16 are checked the same way, within the fp16
+ *       rounding.  The embeddings, the final
  *       norm and lm_head are the source's F16.
  *     Every scale is finite and > 0.  (Nibbles and zero points are 4-bit fields: 0..15
  *     by construction; what they encode is checked through the bounds.)
@@ -43,7 +43,7 @@
  * importance matrix when QFS_SHARED has it.
  * Usage: test_awq QFS-GENMODEL
  *        test_awq dump MODEL_DIR GROUP IMATRIX|- OUT.safetensors [CONFIG_OUT]
- *        (writes the virtual file and its config.json: tests/ref/awq_ppl.py uses it) */
+ *        (writes the virtual file and its config.json, for experiments) */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -914,8 +914,8 @@ static void check_file(const char *label, const char *dir, int group, const char
         fprintf(stderr, "%s: %ld elements or groups outside their bounds\n", label, st.n_fail);
     CHECK(st.n_fail == 0);
     CHECK(st.n_elem > 0);
-    if (!aware)
-        CHECK(st.n_clipped == 0);
+    /* the codec never clips (its activation-aware fit keeps every group's range) */
+    CHECK(st.n_clipped == 0);
     if (aware && expect_fold >= 0)
         CHECK(expect_fold ? changed > 0 : changed == 0);
     printf("# %s: %ld linears quantized, %ld kept F16, %llu bytes; %ld elements checked, "
