@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Perplexity of tinyllama-256 through our AWQ output, measured by llama.cpp.
+"""Perplexity and fidelity of tinyllama-256 through our AWQ output, measured by llama.cpp.
 
-For each variant (round-to-nearest and activation-aware with llama.cpp's importance matrix,
-group sizes 128 and 64) the AWQ file is produced with the codec's produce path
-(`test_awq dump`), dequantized HERE (written from the format description: nibble i of word
-c is output column 8c + [0,2,4,6,1,3,5,7][i]; w = (q - zero) * scale) into an F16
-safetensors model directory (the folded norms come from the AWQ file itself; config and
-tokenizer files copied from the source), every directory is mounted with quantfs, and
-llama.cpp evaluates each one's F16 GGUF (qfs-llama-ref perplexity FILE heldout.txt 256
-CHUNKS 2).  The source's own F16 GGUF is the baseline.  Checks: the mounted
-<model>.awq.safetensors equals the dumped bytes (RTN, default group 128); every AWQ
-perplexity is finite and within 10% of F16; activation-aware is not worse than RTN at
-each group size.  QFS_PPL_CHUNKS (default 100) windows of 256 tokens.
+What a user reads: the source model is mounted twice (default group 128, then
+-o awq_group=64), each time as two model directories, the plain one (round-to-nearest)
+and a copy with the reference importance matrix as imatrix.gguf (activation-aware); each
+<model>.awq/model.safetensors is read through the mount and dequantized HERE (written from
+the format description: nibble i of word c is output column 8c + [0,2,4,6,1,3,5,7][i];
+w = (q - zero) * scale) into an F16 safetensors model directory (the folded norms come
+from the AWQ file itself; config and tokenizer files copied from the source).  Those
+directories are mounted, and llama.cpp evaluates their F16 GGUFs against the source's own
+F16 GGUF in one pass (qfs-llama-ref kld): perplexity, KL divergence from F16 per token,
+and the paired NLL difference.  Checks: <model>.awq/config.json says the group size;
+every AWQ perplexity is finite and within 10% of F16; at each group size the
+activation-aware file is closer to F16 than round-to-nearest (lower mean KL divergence)
+and its perplexity is not higher.  QFS_PPL_CHUNKS (default 100) windows of 256 tokens.
 Standard library only.
 """
 import array
@@ -23,13 +25,19 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qfstest as q  # noqa: E402
 
 MODEL = "tinyllama-256"
-DUMP = os.path.join(q.BUILD, "tests", "codecs", "test_awq")
 ORDER = [0, 2, 4, 6, 1, 3, 5, 7]  # output column 8c + ORDER[i] lives in nibble i
+T0 = time.monotonic()
+
+
+def log(what):
+    """A progress line with the seconds since the start (the test runs for minutes)."""
+    print(f"[{time.monotonic() - T0:6.1f}s] {what}", flush=True)
 
 
 def read_st(path):
@@ -113,66 +121,78 @@ def dequantized_model(awq_path, src_dir, out_dir):
             shutil.copy(os.path.join(src_dir, n), out_dir)
 
 
-def ppl(path, chunks):
-    r = subprocess.run([q.LLAMA_REF, "perplexity", path,
-                        os.path.join(q.SHARED, "models", "eval", "heldout.txt"), "256", str(chunks), "2"],
-                       capture_output=True, text=True, timeout=900)
-    m = re.search(r"ppl: ([0-9.]+)", r.stdout)
-    if r.returncode or not m:
+def compare(base, files, chunks):
+    """qfs-llama-ref kld: {"ppl_base": x, file: {"kld":..,"ppl":..,"dnll":..,...}}."""
+    r = subprocess.run([q.LLAMA_REF, "kld", os.path.join(q.SHARED, "models", "eval", "heldout.txt"),
+                        "256", str(chunks), base] + files, capture_output=True, text=True, timeout=1800)
+    if r.returncode:
         print(r.stdout[-2000:], r.stderr[-2000:])
         return None
-    return float(m.group(1))
+    out, cur = {}, None
+    for line in r.stdout.splitlines():
+        k, _, v = line.partition(": ")
+        if k == "file":
+            cur = out.setdefault(v, {})
+        elif k == "ppl_base":
+            out[k] = float(v)
+        elif cur is not None and k in ("kld", "kld_err", "same_top", "ppl", "dnll", "dnll_err"):
+            cur[k] = float(v)
+    return out
 
 
 def main():
     q.need_fuse()
     q.need_shared()
     q.need_llama()
-    if not os.access(DUMP, os.X_OK):
-        q.skip(f"{DUMP} not built")
     chunks = int(os.environ.get("QFS_PPL_CHUNKS", "100"))
     src = os.path.join(q.SHARED, "models", MODEL)
     imx = os.path.join(q.SHARED, "reference", MODEL, f"{MODEL}.imatrix.gguf")
     t = q.tmpdir("awq")
-    root = os.path.join(t, "src")
-    os.makedirs(root)
-    shutil.copytree(src, os.path.join(root, MODEL))  # the F16 baseline (and the RTN file)
+    root = os.path.join(t, "src")  # plain and with-imatrix copies of the model
+    deq = os.path.join(t, "deq")   # the source again, and the dequantized AWQ models
+    shutil.copytree(src, os.path.join(root, MODEL))
+    shutil.copytree(src, os.path.join(root, MODEL + "-im"))
+    shutil.copy(imx, os.path.join(root, MODEL + "-im", "imatrix.gguf"))
+    shutil.copytree(src, os.path.join(deq, MODEL))
     variants = [(mode, g) for g in (128, 64) for mode in ("rtn", "aware")]
-    for mode, g in variants:
-        name = f"{MODEL}-awq-{mode}-g{g}"
-        awq = os.path.join(t, name + ".awq.safetensors")
-        r = subprocess.run([DUMP, "dump", src, str(g), imx if mode == "aware" else "-", awq,
-                            os.path.join(t, name + ".config.json")], capture_output=True, text=True)
-        if not q.check(r.returncode == 0, f"{name}: AWQ file produced ({os.path.getsize(awq) if r.returncode == 0 else r.stderr[-500:]} bytes)"):
-            q.finish()
-        dequantized_model(awq, src, os.path.join(root, name))
-
-    results = {}
-    with q.Mount(root, os.path.join(t, "mnt"), f"cache={t}/cache") as m:
-        mounted = os.path.join(m.mnt, MODEL, f"{MODEL}.awq.safetensors")
-        if os.path.exists(mounted):
-            with open(mounted, "rb") as a, open(os.path.join(t, f"{MODEL}-awq-rtn-g128.awq.safetensors"), "rb") as b:
-                q.check(a.read() == b.read(), "the mounted AWQ file equals the produce path's bytes")
-        else:
-            print(f"note: {mounted} not offered by this build's namespace")
-        results["F16"] = ppl(os.path.join(m.mnt, MODEL, f"{MODEL}.F16.gguf"), chunks)
-        for mode, g in variants:
-            name = f"{MODEL}-awq-{mode}-g{g}"
-            results[(mode, g)] = ppl(os.path.join(m.mnt, name, f"{name}.F16.gguf"), chunks)
-    print(f"perplexity of {MODEL} ({chunks} windows of 256 tokens, heldout.txt):")
-    print(f"  F16                  {results['F16']}")
-    for mode, g in variants:
-        print(f"  AWQ {mode:<5} g={g:<3}      {results[(mode, g)]}")
-    f16 = results["F16"]
-    q.check(f16 is not None, "F16 perplexity measured")
-    for mode, g in variants:
-        p = results[(mode, g)]
-        q.check(p is not None and math.isfinite(p) and f16 and p < f16 * 1.10,
-                f"AWQ {mode} g={g}: perplexity {p} within 10% of F16 {f16}")
     for g in (128, 64):
-        a, r = results[("aware", g)], results[("rtn", g)]
-        q.check(a is not None and r is not None and a <= r,
-                f"g={g}: activation-aware {a} is not worse than round-to-nearest {r}")
+        opts = f"cache={t}/cache" + ("" if g == 128 else f",awq_group={g}")
+        with q.Mount(root, os.path.join(t, "mnt"), opts) as m:
+            for mode in ("rtn", "aware"):
+                model = MODEL + ("-im" if mode == "aware" else "")
+                d = os.path.join(m.mnt, model, model + ".awq")
+                with open(os.path.join(d, "config.json")) as f:
+                    qc = json.load(f).get("quantization_config", {})
+                q.check(qc.get("group_size") == g and qc.get("quant_method") == "awq",
+                        f"{model}.awq/config.json: quant_method awq, group_size {g}")
+                name = f"{MODEL}-awq-{mode}-g{g}"
+                dequantized_model(os.path.join(d, "model.safetensors"), src, os.path.join(deq, name))
+                log(f"{name}: read through the mount and dequantized")
+
+    with q.Mount(deq, os.path.join(t, "mnt"), f"cache={t}/cache") as m:
+        f16 = os.path.join(m.mnt, MODEL, f"{MODEL}.F16.gguf")
+        files = {v: os.path.join(m.mnt, f"{MODEL}-awq-{v[0]}-g{v[1]}", f"{MODEL}-awq-{v[0]}-g{v[1]}.F16.gguf")
+                 for v in variants}
+        res = compare(f16, [files[v] for v in variants], chunks)
+    if not q.check(res is not None and all(files[v] in res for v in variants), "llama.cpp evaluated every file"):
+        q.finish()
+    base = res["ppl_base"]
+    print(f"{MODEL}, {chunks} windows of 256 tokens of heldout.txt (qfs-llama-ref kld):")
+    print(f"  F16                 perplexity {base:.4f}")
+    for v in variants:
+        r = res[files[v]]
+        print(f"  AWQ {v[0]:<5} g={v[1]:<3}   perplexity {r['ppl']:.4f}  KL from F16 {r['kld']:.6f} "
+              f"+- {r['kld_err']:.6f}  same top token {r['same_top']:.4f}  "
+              f"NLL - F16 {r['dnll']:+.6f} +- {r['dnll_err']:.6f}")
+    for v in variants:
+        p = res[files[v]]["ppl"]
+        q.check(math.isfinite(p) and p < base * 1.10, f"AWQ {v[0]} g={v[1]}: perplexity {p} within 10% of F16 {base}")
+    for g in (128, 64):
+        a, r = res[files[("aware", g)]], res[files[("rtn", g)]]
+        q.check(a["kld"] < r["kld"], f"g={g}: activation-aware is closer to F16 than round-to-nearest "
+                f"(KL {a['kld']:.6f} < {r['kld']:.6f})")
+        q.check(a["ppl"] <= r["ppl"], f"g={g}: activation-aware perplexity {a['ppl']} is not worse "
+                f"than round-to-nearest {r['ppl']}")
     shutil.rmtree(t, ignore_errors=True)
     q.finish()
 
