@@ -168,7 +168,8 @@ static float f16_round(float x)
 
 /* Quantize the n values v: *scale (an fp16 value), *zero, and q[] (may be NULL).
  * Returns nothing; cannot fail. */
-static void quant_group(const float *v, int64_t n, float *scale, int *zero, uint8_t *q)
+/* min and max of v[0..n), and the range AutoAWQ divides: max(max - min, 1e-5). */
+static float group_range(const float *v, int64_t n, float *mn_out, float *mx_out)
 {
     float mx = v[0], mn = v[0];
     for (int64_t i = 1; i < n; i++) {
@@ -177,9 +178,16 @@ static void quant_group(const float *v, int64_t n, float *scale, int *zero, uint
         if (v[i] < mn)
             mn = v[i];
     }
+    *mn_out = mn;
+    *mx_out = mx;
     float range = mx - mn;
-    if (!(range >= 1e-5f))
-        range = 1e-5f;
+    return range >= 1e-5f ? range : 1e-5f;
+}
+
+static void quant_group(const float *v, int64_t n, float *scale, int *zero, uint8_t *q)
+{
+    float mn, mx;
+    const float range = group_range(v, n, &mn, &mx);
     float sc = f16_round(range / 15.0f);
     if (!(sc <= 65504.0f))
         sc = 65504.0f;
@@ -235,16 +243,8 @@ static void fit_group(const float *v, const float *wt, int64_t n, float *scale, 
 {
     quant_group(v, n, scale, zero, NULL);
     double best = fit_loss(v, v, NULL, wt, n, *scale, *zero);
-    float mx = v[0], mn = v[0];
-    for (int64_t i = 1; i < n; i++) {
-        if (v[i] > mx)
-            mx = v[i];
-        if (v[i] < mn)
-            mn = v[i];
-    }
-    float range = mx - mn;
-    if (!(range >= 1e-5f))
-        range = 1e-5f;
+    float mn, mx;
+    const float range = group_range(v, n, &mn, &mx);
     for (int i = 1; i <= N_FIT && best > 0.0; i++) {
         const float sc = f16_round(range / 15.0f * (1.0f + (float)i / 40.0f));
         if (!(sc <= 65504.0f))

@@ -1,6 +1,7 @@
 """Helpers shared by the Python integration tests: environment, skips, mounting quantfs,
 a GGUF header reader.  Standard library only."""
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -179,6 +180,18 @@ def _parse(rd):
     for t in ts:
         t[3] += start
     return kv, [tuple(t) for t in ts], start
+
+
+def pread_direct(path, off, n):
+    """Exactly [off, off+n) through O_DIRECT: FUSE passes unaligned direct reads through
+    as they are, so the daemon sees exactly this range (no readahead into the tensors)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, max(n, 1))
+        got = os.preadv(fd, [memoryview(buf)[:n]], off)
+        return bytes(buf[:got])
+    finally:
+        os.close(fd)
 
 
 def drop_caches():

@@ -11,16 +11,15 @@
 #include "codecs/safetensors.h"
 #include "testutil.h"
 
-/* Open dir, expect rc; on failure the log must name `file` and contain `what`. */
-static struct qfs_st_model *expect_open(int line, const char *dir, const char *root, int rc,
-                                        const char *file, const char *what)
+/* The common check of an open call that returned r (log: what it wrote) when rc was
+ * expected: on failure the log names `file` and contains `what`, on success it is empty.
+ * Returns m, or NULL (closed) when the call was expected to fail. */
+static struct qfs_st_model *expect_result(int line, const char *call, int r, int rc, char *log,
+                                         struct qfs_st_model *m, const char *file,
+                                         const char *what)
 {
-    struct qfs_st_model *m = NULL;
-    cap_begin();
-    int r = qfs_st_open(dir, root, &m);
-    char *log = cap_end();
     if (r != rc) {
-        fprintf(stderr, "line %d: qfs_st_open(%s) = %d (%s), want %d\nlog: %s\n", line, dir, r,
+        fprintf(stderr, "line %d: %s = %d (%s), want %d\nlog: %s\n", line, call, r,
                 strerror(-r), rc, log);
         n_fail++;
     }
@@ -36,6 +35,20 @@ static struct qfs_st_model *expect_open(int line, const char *dir, const char *r
         qfs_st_close(m);
         m = NULL;
     }
+    return m;
+}
+
+/* Open dir, expect rc; on failure the log must name `file` and contain `what`. */
+static struct qfs_st_model *expect_open(int line, const char *dir, const char *root, int rc,
+                                        const char *file, const char *what)
+{
+    struct qfs_st_model *m = NULL;
+    cap_begin();
+    int r = qfs_st_open(dir, root, &m);
+    char *log = cap_end();
+    char *call = xasprintf("qfs_st_open(%s)", dir);
+    m = expect_result(line, call, r, rc, log, m, file, what);
+    free(call);
     return m;
 }
 #define EXPECT_OPEN(dir, root, rc, file, what) expect_open(__LINE__, dir, root, rc, file, what)
@@ -338,23 +351,9 @@ static struct qfs_st_model *expect_open_file(int line, const char *path, unsigne
     cap_begin();
     int r = qfs_st_open_file(path, flags, &m);
     char *log = cap_end();
-    if (r != rc) {
-        fprintf(stderr, "line %d: qfs_st_open_file(%s, %#x) = %d (%s), want %d\nlog: %s\n", line,
-                path, flags, r, strerror(-r), rc, log);
-        n_fail++;
-    }
-    if (rc) {
-        check_log_at(__FILE__, line, log, path, what);
-        CHECK(m == NULL);
-    } else if (log[0]) {
-        fprintf(stderr, "line %d: unexpected log on success: %s\n", line, log);
-        n_fail++;
-    }
-    free(log);
-    if (rc != 0 && m) {
-        qfs_st_close(m);
-        m = NULL;
-    }
+    char *call = xasprintf("qfs_st_open_file(%s, %#x)", path, flags);
+    m = expect_result(line, call, r, rc, log, m, path, what);
+    free(call);
     return m;
 }
 #define EXPECT_OPEN_FILE(path, flags, rc, what) expect_open_file(__LINE__, path, flags, rc, what)

@@ -15,7 +15,6 @@ Checked on a copy of the tinyllama-256 fixture and on models made by qfs-genmode
     quantize has neither; a source entry named <m>.awq hides the virtual directory;
     awq_group=100 is a usage error."""
 import json
-import mmap
 import os
 import shutil
 import signal
@@ -62,17 +61,8 @@ def file_reader(path):
 
 
 def direct_reader(path):
-    """Exactly [off, off+n) through O_DIRECT (no readahead into the tensors): FUSE passes
-    unaligned direct reads through as they are."""
-    def read(off, n):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-        try:
-            buf = mmap.mmap(-1, max(n, 1))
-            got = os.preadv(fd, [memoryview(buf)[:n]], off)
-            return bytes(buf[:got])
-        finally:
-            os.close(fd)
-    return read
+    """Exactly [off, off+n) through O_DIRECT (no readahead into the tensors)."""
+    return lambda off, n: q.pread_direct(path, off, n)
 
 
 def source_shapes(model_dir):

@@ -5,7 +5,6 @@ reading the header and the first tensor quantizes exactly that tensor's chunks a
 else.
 Reads use O_DIRECT so the kernel asks for exactly the bytes we read (no readahead, no
 page rounding into the next tensor)."""
-import mmap
 import os
 import sys
 
@@ -13,18 +12,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import qfstest as q  # noqa: E402
 
 CHUNK_TARGET = 1 << 20  # codecs/gguf_file.c: output bytes per chunk
-
-
-def pread_direct(path, off, n):
-    """Exactly [off, off+n) through O_DIRECT: FUSE passes unaligned direct reads through
-    as they are, so the daemon sees exactly this range."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
-    try:
-        buf = mmap.mmap(-1, max(n, 1))
-        got = os.preadv(fd, [memoryview(buf)[:n]], off)
-        return bytes(buf[:got])
-    finally:
-        os.close(fd)
 
 
 def main():
@@ -60,7 +47,7 @@ def main():
                 "listing, stat and open quantize nothing")
 
         path = os.path.join(d, "lazy-test.Q8_0.gguf")
-        kv, tensors, start = q.gguf_header(path, pread_direct)
+        kv, tensors, start = q.gguf_header(path, q.pread_direct)
         st = m.status()
         q.check(sum(f["chunks_quantized"] + f["cache_hits"] for f in
                     {f["name"]: f for mm in st["models"] for f in mm["files"]}.values()) == 0,
@@ -75,7 +62,7 @@ def main():
         # Q8_0: 34 bytes per 32 elements
         row_bytes = ne[0] // 32 * 34 if ty == 8 else row_bytes
         nbytes = row_bytes * nrows
-        data = pread_direct(path, start, off + nbytes - start)
+        data = q.pread_direct(path, start, off + nbytes - start)
         q.check(len(data) == off + nbytes - start, f"read up to the end of {name}")
         rows_per_chunk = max(1, CHUNK_TARGET // row_bytes)
         expect = (nrows + rows_per_chunk - 1) // rows_per_chunk

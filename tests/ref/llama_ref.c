@@ -587,6 +587,21 @@ static int cmd_generate(const char *file, int n_gen, const char *prompt)
     return 0;
 }
 
+// Window [0, n_ctx) of tokens as one sequence, logits for positions >= first, the first
+// token replaced by bos when bos >= 0 (llama-perplexity's windows).
+static void fill_window(struct ref_batch *b, const llama_token *tokens, int n_ctx, int first,
+                        llama_token bos)
+{
+    b->n_tokens = n_ctx;
+    for (int k = 0; k < n_ctx; k++) {
+        b->token[k] = (k == 0 && bos >= 0) ? bos : tokens[k];
+        b->pos[k] = k;
+        b->n_seq_id[k] = 1;
+        b->seq_id[k][0] = 0;
+        b->logits[k] = k >= first;
+    }
+}
+
 // llama-perplexity's default method (tools/perplexity/perplexity.cpp, perplexity()), with
 // -b equal to -c so that every window is one sequence decoded in one batch.
 static int cmd_perplexity(const char *file, const char *textfile, int n_ctx, int n_chunks_req)
@@ -625,14 +640,7 @@ static int cmd_perplexity(const char *file, const char *textfile, int n_ctx, int
     for (int i = 0; i < n_chunk; i++) {
         const int start = i * n_ctx;
         L.llama_memory_clear(L.llama_get_memory(c), true);
-        b.n_tokens = n_ctx;
-        for (int k = 0; k < n_ctx; k++) {
-            b.token[k] = (k == 0 && add_bos) ? L.llama_vocab_bos(v) : tokens[start + k];
-            b.pos[k] = k;
-            b.n_seq_id[k] = 1;
-            b.seq_id[k][0] = 0;
-            b.logits[k] = k >= first;
-        }
+        fill_window(&b, tokens + start, n_ctx, first, add_bos ? L.llama_vocab_bos(v) : -1);
         if (L.llama_decode(c, b))
             die("llama_decode failed on chunk %d", i);
         const float *all = L.llama_get_logits_ith(c, first);
@@ -738,14 +746,7 @@ static int cmd_kld(const char *base, char **files, int n_files, const char *text
     long count = 0;
     for (int i = 0; i < n_chunk; i++) {
         const int start = i * n_ctx;
-        b.n_tokens = n_ctx;
-        for (int k = 0; k < n_ctx; k++) {
-            b.token[k] = (k == 0 && add_bos) ? L.llama_vocab_bos(v) : tokens[start + k];
-            b.pos[k] = k;
-            b.n_seq_id[k] = 1;
-            b.seq_id[k][0] = 0;
-            b.logits[k] = k >= first;
-        }
+        fill_window(&b, tokens + start, n_ctx, first, add_bos ? L.llama_vocab_bos(v) : -1);
         L.llama_memory_clear(L.llama_get_memory(cb), true);
         if (L.llama_decode(cb, b))
             die("llama_decode failed on chunk %d of %s", i, base);
