@@ -1,7 +1,8 @@
 /* quantfs warm [-j N] [-q] PATH...: read virtual files through a mounted quantfs so that
  * the daemon quantizes them and its cache holds every chunk before the first real use.
  *
- * PATH is a file inside a quantfs mount, or a directory of one (its *.gguf files).  N
+ * PATH is a file inside a quantfs mount, or a directory of one (its *.gguf and
+ * *.awq.safetensors files; of a <model>.awq directory, its model.safetensors).  N
  * reader threads (default 4) each take a whole file and read it from start to end with
  * O_DIRECT, so every byte is asked of the daemon (not of the page cache) in order, and
  * the daemon's prefetch quantizes ahead of the reader.  Progress goes to stderr: a bar
@@ -56,8 +57,10 @@ static int64_t now_ms(void)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: quantfs warm [-j N] [-q] PATH...\n"
-                 "Read virtual files of a mounted quantfs (or every *.gguf of a directory of\n"
-                 "one) from start to end, so that the daemon's cache holds them.\n"
+                 "Read virtual files of a mounted quantfs (or every *.gguf and\n"
+                 "*.awq.safetensors of a directory of one; model.safetensors of a\n"
+                 "<model>.awq directory) from start to end, so that the daemon's cache\n"
+                 "holds them.\n"
                  "  -j N   reader threads, one file each at a time (default %d)\n"
                  "  -q     no progress output\n",
                  DEFAULT_JOBS);
@@ -87,37 +90,92 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The *.gguf regular files of dir, in name order.  0 or negative errno (printed). */
-static int add_dir(struct warm *w, int *cap, const char *dir)
+static bool ends_with(const char *s, size_t len, const char *suffix)
 {
+    size_t n = strlen(suffix);
+    return len > n && !strcmp(s + len - n, suffix);
+}
+
+/* The last component of path is named <model>.awq (trailing slashes aside). */
+static bool awq_named(const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/')
+        start--;
+    return len - start > 4 && !strncmp(path + len - 4, ".awq", 4);
+}
+
+/* dir is a <model>.awq directory, the loadable AWQ model (also when named "." or
+ * through a link: its real path says). */
+static bool is_awq_dir(const char *dir)
+{
+    char *real = realpath(dir, NULL);
+    bool awq = awq_named(real ? real : dir);
+    free(real);
+    return awq;
+}
+
+/* A name to read in a directory: a GGUF or AWQ file, or the AWQ directory's model. */
+static bool warm_name(const char *name, bool awq_dir)
+{
+    size_t len = strlen(name);
+    return ends_with(name, len, ".gguf") || ends_with(name, len, ".awq.safetensors") ||
+           (awq_dir && !strcmp(name, "model.safetensors"));
+}
+
+/* Append "dir/name" to *names.  0 or -ENOMEM. */
+static int push_name(char ***names, int *n, int *cap, const char *dir, const char *name)
+{
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 16;
+        char **p = realloc(*names, (size_t)c * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        *names = p;
+        *cap = c;
+    }
+    if (asprintf(&(*names)[*n], "%s/%s", dir, name) < 0)
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+/* The files warm_name picks in dir, as paths, unsorted.  0 or negative errno (printed
+ * unless -ENOMEM); *names is set either way. */
+static int list_dir(const char *dir, char ***names, int *n)
+{
+    *names = NULL;
+    *n = 0;
     DIR *d = opendir(dir);
     if (!d) {
         int rc = -errno;
         fprintf(stderr, "quantfs warm: %s: %s\n", dir, strerror(errno));
         return rc;
     }
-    char **names = NULL;
-    int n = 0, ncap = 0, rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) && rc == 0) {
-        size_t len = strlen(de->d_name);
-        if (len <= 5 || strcmp(de->d_name + len - 5, ".gguf") != 0)
-            continue;
-        if (n == ncap) {
-            ncap = ncap ? 2 * ncap : 16;
-            char **p = realloc(names, (size_t)ncap * sizeof *names);
-            if (!p) {
-                rc = -ENOMEM;
-                break;
-            }
-            names = p;
-        }
-        if (asprintf(&names[n], "%s/%s", dir, de->d_name) < 0)
-            rc = -ENOMEM;
-        else
-            n++;
+    const bool awq_dir = is_awq_dir(dir);
+    int cap = 0, rc = 0;
+    struct dirent *de = NULL;
+    errno = 0;
+    while (rc == 0 && (de = readdir(d)))
+        if (warm_name(de->d_name, awq_dir))
+            rc = push_name(names, n, &cap, dir, de->d_name);
+    if (rc == 0 && !de && errno) {
+        rc = -errno;
+        fprintf(stderr, "quantfs warm: %s: %s\n", dir, strerror(errno));
     }
     closedir(d);
+    return rc;
+}
+
+/* The picked regular files of dir (see warm_name), in name order.  0 or negative errno
+ * (printed). */
+static int add_dir(struct warm *w, int *cap, const char *dir)
+{
+    char **names;
+    int n, rc = list_dir(dir, &names, &n);
     if (n > 1)
         qsort(names, (size_t)n, sizeof *names, name_cmp);
     for (int i = 0; i < n; i++) {

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codecs/gguf_plan.h"
 #include "../kernels/dispatch.h"
 #include "warm.h"
 
@@ -73,9 +72,9 @@ void qfs_opts_usage(const char *prog)
            "                     inotify events and SIGHUP): new model directories appear,\n"
            "                     removed ones disappear, changed ones are described again\n"
            "     nowatch         no inotify: rescan on SIGHUP and every rescan=S only\n"
-           "     prewarm=T[,T..] fill the cache for these output types (e.g. Q4_K_M,Q8_0)\n"
-           "                     of every model after mounting, in the background at the\n"
-           "                     lowest priority\n"
+           "     prewarm=T[,T..] fill the cache for these output types (e.g. Q4_K_M,Q8_0;\n"
+           "                     AWQ: <model>.awq.safetensors) of every model after\n"
+           "                     mounting, in the background at the lowest priority\n"
            "     device=D        where chunks are quantized: auto (a CUDA GPU when the\n"
            "                     driver finds one, else the CPU), cpu, cuda, cuda:N;\n"
            "                     same bytes on either; without a usable GPU, cuda logs\n"
@@ -168,8 +167,8 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
         uint64_t v;
         int in_prewarm = prewarm_list;
         prewarm_list = 0;
-        if (in_prewarm && qfs_gguf_mix_find(t)) {
-            /* -o prewarm=Q4_K_M,Q8_0: the names after prewarm= that are output types */
+        if (in_prewarm && qfs_prewarm_type_ok(t, strlen(t))) {
+            /* -o prewarm=Q4_K_M,AWQ: the names after prewarm= that are output types */
             char *p;
             prewarm_list = 1;
             if (asprintf(&p, "%s,%s", o->prewarm, t) < 0) {
@@ -293,7 +292,8 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 prewarm_list = 1;
                 if (qfs_prewarm_check_types(o->prewarm, &bad, &bad_len) < 0) {
                     fprintf(stderr, "quantfs: -o %s: unknown output type '%.*s' (the part of a "
-                                    "virtual file name before .gguf: Q4_K_M, Q8_0, ...)\n",
+                                    "virtual file name before .gguf: Q4_K_M, Q8_0, ...; "
+                                    "or AWQ)\n",
                             t, bad_len, bad);
                     rc = 2;
                 }

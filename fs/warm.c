@@ -66,15 +66,22 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+bool qfs_prewarm_type_ok(const char *name, size_t n)
+{
+    if (strlen(QFS_PREWARM_AWQ) == n && !strncmp(QFS_PREWARM_AWQ, name, n))
+        return true;
+    for (int i = 0; i < qfs_gguf_n_mixes; i++)
+        if (strlen(qfs_gguf_mixes[i].name) == n && !strncmp(qfs_gguf_mixes[i].name, name, n))
+            return true;
+    return false;
+}
+
 int qfs_prewarm_check_types(const char *types, const char **bad, int *bad_len)
 {
     const char *p = types;
     for (;;) {
         size_t n = strcspn(p, ",");
-        bool ok = false;
-        for (int i = 0; i < qfs_gguf_n_mixes && !ok; i++)
-            ok = strlen(qfs_gguf_mixes[i].name) == n && !strncmp(qfs_gguf_mixes[i].name, p, n);
-        if (!ok) {
+        if (!qfs_prewarm_type_ok(p, n)) {
             *bad = p;
             *bad_len = (int)n;
             return -EINVAL;
@@ -85,14 +92,20 @@ int qfs_prewarm_check_types(const char *types, const char **bad, int *bad_len)
     }
 }
 
-/* vf is "<model>.<type>.gguf" for a listed type. */
-static bool wanted(const struct qfs_prewarm *p, const struct qfs_vfile *vf)
+/* name is "<model>.<type>.gguf". */
+static bool is_gguf_of(const char *name, const char *type)
 {
-    size_t len = strlen(vf->name);
+    size_t len = strlen(name), tl = strlen(type);
+    return len > tl + 6 && !strcmp(name + len - 5, ".gguf") && name[len - tl - 6] == '.' &&
+           !strncmp(name + len - tl - 5, type, tl);
+}
+
+/* File j of m is "<model>.<type>.gguf" for a listed type, or its AWQ file with AWQ listed. */
+static bool wanted(const struct qfs_prewarm *p, const struct qfs_model *m, int j)
+{
     for (int i = 0; i < p->n_types; i++) {
-        size_t tl = strlen(p->types[i]);
-        if (len > tl + 6 && !strcmp(vf->name + len - 5, ".gguf") &&
-            vf->name[len - tl - 6] == '.' && !strncmp(vf->name + len - tl - 5, p->types[i], tl))
+        bool awq = !strcmp(p->types[i], QFS_PREWARM_AWQ);
+        if (awq ? j == m->awq_file : is_gguf_of(m->files[j]->name, p->types[i]))
             return true;
     }
     return false;
@@ -121,9 +134,9 @@ static struct plan *plan_make(struct qfs_prewarm *p)
             if (!d || atomic_load(&d->prewarmed))
                 continue;
             for (int j = 0; j < d->model->n_files; j++) {
-                const struct qfs_vfile *vf = d->model->files[j];
-                if (!wanted(p, vf))
+                if (!wanted(p, d->model, j))
                     continue;
+                const struct qfs_vfile *vf = d->model->files[j];
                 if (pass == 1) {
                     pl->t[n] = (struct target){.vf = vf, .stats = &d->stats[j], .desc = d};
                     for (int k = 0; k < vf->n_tensors; k++) {

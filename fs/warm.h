@@ -1,5 +1,6 @@
-/* Prewarm (-o prewarm=Q4_K_M,Q8_0): the daemon fills the chunk cache for those output
- * types of every model, in background threads at the lowest CPU priority (nice 19), so
+/* Prewarm (-o prewarm=Q4_K_M,Q8_0,AWQ): the daemon fills the chunk cache for those output
+ * types of every model (AWQ: <model>.awq.safetensors, which <model>.awq/model.safetensors
+ * serves too), in background threads at the lowest CPU priority (nice 19), so
  * that the first reader finds the chunks quantized.
  *
  * The work is a plan: every virtual file of the current generation whose type is listed,
@@ -14,11 +15,20 @@
 #ifndef QFS_FS_WARM_H
 #define QFS_FS_WARM_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct qfs_cache;
 struct qfs_live;
 struct qfs_prewarm;
+
+/* The prewarm type name of a model's AWQ file, <model>.awq.safetensors. */
+#define QFS_PREWARM_AWQ "AWQ"
+
+/* Is name[0..n) a prewarm type: a GGUF output type (the part of a virtual file name
+ * before .gguf: Q4_K_M, Q8_0, ...) or QFS_PREWARM_AWQ?  Case-sensitive. */
+bool qfs_prewarm_type_ok(const char *name, size_t n);
 
 /* Is every comma-separated name in types an output type quantfs offers?  0, or -EINVAL
  * with *bad pointing at the first unknown name (its length in *bad_len). */

@@ -2,7 +2,9 @@
 """Warm-up: `quantfs warm PATH` reads a virtual file through the mount so that a following
 read quantizes nothing (status: chunks_quantized stays, cache_hits grow), with progress
 lines when stderr is not a terminal; `-o prewarm=Q8_0` makes the daemon do the same for
-every model after mounting.  The bytes equal qfs-convert's."""
+every model after mounting.  The bytes equal qfs-convert's.  AWQ too: a directory argument
+warms <model>.awq.safetensors (a <model>.awq directory its model.safetensors), and
+`-o prewarm=AWQ` prewarms it; its bytes equal those of a mount without prewarm."""
 import mmap
 import os
 import subprocess
@@ -42,6 +44,48 @@ def read_direct(path):
 def file_stats(m, name):
     st = m.status()
     return {f["name"]: f for mm in st["models"] for f in mm["files"]}[name]
+
+
+def wait_prewarm(m):
+    """The status once the prewarm plan is done (or after 60 s)."""
+    end = time.time() + 60
+    st = m.status()
+    while time.time() < end:
+        st = m.status()
+        p = st.get("prewarm", {})
+        if p and not p["busy"] and p["chunks_total"] and \
+                p["chunks_done"] + p["chunks_failed"] == p["chunks_total"]:
+            break
+        time.sleep(0.2)
+    p = st.get("prewarm", {})
+    q.check(p.get("chunks_total", 0) > 0 and p.get("chunks_done") == p.get("chunks_total"),
+            f"prewarm finished ({p})")
+    return p
+
+
+def warm_awq_dir(m):
+    """quantfs warm <mnt>/w/w.awq/: reads its model.safetensors (w.awq.safetensors)."""
+    name = "w.awq.safetensors"
+    q.check(file_stats(m, name)["bytes_served"] == 0, "the AWQ file is unread before warm")
+    r = subprocess.run([q.QUANTFS, "warm", os.path.join(m.mnt, "w", "w.awq") + "/"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    print(r.stderr)
+    q.check(r.returncode == 0 and "warm: 1 of 1 file read" in r.stderr and
+            "model.safetensors: done" in r.stderr,
+            f"a <model>.awq directory warms its model.safetensors only ({r.returncode})")
+    st = file_stats(m, name)
+    q.check(st["chunks_quantized"] > 0 and st["bytes_served"] == st["size"],
+            f"the AWQ file was read through and quantized ({st})")
+    return read_direct(os.path.join(m.mnt, "w", name))
+
+
+def check_options():
+    """AWQ is a prewarm type, alone or in a list, case-sensitive like the GGUF names."""
+    for opts, rc in (("prewarm=AWQ", 0), ("prewarm=Q8_0,AWQ", 0), ("prewarm=AWQ:Q4_0", 0),
+                     ("prewarm=awq", 2), ("prewarm=AWQ,Q9_9", 2)):
+        r = subprocess.run([q.QUANTFS, "-o", opts, "--help"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        q.check(r.returncode == rc, f"-o {opts}: exit {r.returncode} (want {rc}) {r.stderr}")
 
 
 def main():
@@ -89,6 +133,13 @@ def main():
         v = file_stats(m, "v.Q8_0.gguf")
         q.check(v["chunks_quantized"] > 0 and v["bytes_served"] == v["size"],
                 "a directory argument warms its files")
+        va = file_stats(m, "v.awq.safetensors")
+        q.check(va["chunks_quantized"] > 0 and va["bytes_served"] == va["size"] and
+                "v.awq.safetensors: done" in r.stderr,
+                f"a model directory argument warms its AWQ file too ({va})")
+        q.check(file_stats(m, "w.awq.safetensors")["bytes_served"] == 0,
+                "a file argument warms that file only")
+        awq_want = warm_awq_dir(m)
         bad = subprocess.run([q.QUANTFS, "warm", "/etc/hostname"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         q.check(bad.returncode == 1 and "not inside a quantfs mount" in bad.stderr,
@@ -100,18 +151,7 @@ def main():
     with q.Mount(src, os.path.join(t, "mnt2"), f"cache={t}/cache2,rescan=0,prewarm=Q8_0,Q4_0") as m:
         name = "w.Q8_0.gguf"
         path = os.path.join(m.mnt, "w", name)
-        end = time.time() + 60
-        st = m.status()
-        while time.time() < end:
-            st = m.status()
-            p = st.get("prewarm", {})
-            if p and not p["busy"] and p["chunks_total"] and \
-                    p["chunks_done"] + p["chunks_failed"] == p["chunks_total"]:
-                break
-            time.sleep(0.2)
-        p = st.get("prewarm", {})
-        q.check(p.get("chunks_total", 0) > 0 and p.get("chunks_done") == p.get("chunks_total"),
-                f"prewarm finished ({p})")
+        p = wait_prewarm(m)
         warmed = file_stats(m, name)
         q.check(warmed["chunks_quantized"] > 0, "prewarm quantized the Q8_0 file's chunks")
         other = file_stats(m, "w.F16.gguf")
@@ -126,6 +166,33 @@ def main():
         q.check(q4["chunks_quantized"] > 0 and p["bytes_total"] > warmed["size"],
                 "Q4_0 (after a comma) prewarmed too")
         q.check("prewarm: done" in m.log(), "prewarm logs its end")
+        q.check(file_stats(m, "w.awq.safetensors")["chunks_quantized"] == 0,
+                "AWQ not listed: left alone")
+        rc = m.unmount()
+        q.check(rc == 0, f"clean exit ({rc})")
+
+    # 3. -o prewarm=AWQ: <model>.awq/model.safetensors is then read from the cache only.
+    check_options()
+    with q.Mount(src, os.path.join(t, "mnt3"), f"cache={t}/cache3,rescan=0,prewarm=AWQ") as m:
+        name = "w.awq.safetensors"
+        p = wait_prewarm(m)
+        warmed = file_stats(m, name)
+        q.check(warmed["chunks_quantized"] > 0 and warmed["bytes_served"] == 0,
+                f"prewarm quantized the AWQ file's chunks, reading nothing ({warmed})")
+        q.check(file_stats(m, "v.awq.safetensors")["chunks_quantized"] > 0,
+                "every model's AWQ file is prewarmed")
+        q.check(file_stats(m, "w.Q8_0.gguf")["chunks_quantized"] == 0,
+                "GGUF types not listed are left alone")
+        data = read_direct(os.path.join(m.mnt, "w", "w.awq", "model.safetensors"))
+        after = file_stats(m, name)
+        q.check(data == awq_want, "the bytes equal those read without prewarm")
+        q.check(after["chunks_quantized"] == warmed["chunks_quantized"],
+                f"the read after prewarm quantized nothing ({warmed['chunks_quantized']} -> "
+                f"{after['chunks_quantized']})")
+        q.check(after["cache_hits"] > warmed["cache_hits"] and
+                after["bytes_served"] == after["size"],
+                f"the read was served by the cache ({warmed['cache_hits']} -> "
+                f"{after['cache_hits']} hits)")
         rc = m.unmount()
         q.check(rc == 0, f"clean exit ({rc})")
     q.finish()
