@@ -8,7 +8,6 @@
  * ratio SIMD / ggml.  A benchmark, not a test: `meson test --benchmark
  * --suite kernels` or run the binary directly, optionally with the element
  * count in Mi as argv[1] (default 64) and the repetitions as argv[2]. */
-#include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "kernels/qtypes.h"
 #include "kernels/simd.h"
+#include "ggml_ref.h"
 
 static double now(void)
 {
@@ -32,18 +32,10 @@ static double cpu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start,
-                                    int64_t nrows, int64_t n_per_row, const float *imatrix);
-
 static quantize_chunk_fn load_ggml(void)
 {
-    const char *dir = getenv("QFS_LLAMA_LIB_DIR");
-    if (dir == NULL || *dir == '\0')
-        return NULL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/libggml-base.so", dir);
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    return lib != NULL ? (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk") : NULL;
+    static struct ggml_ref g;
+    return ggml_ref_open(&g, 1) ? g.quantize_chunk : NULL;
 }
 
 /* Portable vs SIMD vs ggml for the types with a SIMD variant: each rep runs

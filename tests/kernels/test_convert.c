@@ -20,20 +20,6 @@ __attribute__((target("f16c"))) static uint16_t hw_f32_to_f16(float f)
 
 static int failures;
 
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static void fail(const char *what, uint32_t in, uint32_t got, uint32_t want)
 {
     if (failures++ < 10)

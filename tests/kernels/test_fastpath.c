@@ -21,22 +21,6 @@
 
 static long failures;
 
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static int is_nan32(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
-
 static void fail(const char *what, uint32_t in, uint32_t got, uint32_t want)
 {
     if (failures++ < 10)

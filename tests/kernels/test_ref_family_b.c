@@ -7,17 +7,14 @@
  * distributions, row lengths 32..4096 where the block allows, and imatrix
  * shapes: uniform, with zeros, heavy-tailed, constant, mostly zero, all zero.
  * Exit 77 (skipped) when the library is not there; 1 on any difference. */
-#include <dlfcn.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/qtypes.h"
+#include "ggml_ref.h"
 #include "testdata.h"
-
-typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start,
-                                    int64_t nrows, int64_t n_per_row, const float *imatrix);
 
 static const enum qfs_type family[] = {
     QFS_TYPE_Q4_0,  QFS_TYPE_Q4_1,  QFS_TYPE_Q5_0,  QFS_TYPE_Q5_1, QFS_TYPE_Q8_0, QFS_TYPE_IQ4_NL,
@@ -41,19 +38,20 @@ static void fill_dist(struct rng *r, int d, float *x, int64_t n)
     fill(r, (enum dist)d, x, n);
 }
 
-enum imat { IM_NONE, IM_UNIFORM, IM_ZEROS, IM_HEAVY, IM_ONES, IM_SPARSE, IM_ALLZERO, IM_COUNT };
-static const char *const imat_name[IM_COUNT] = {"none",  "uniform", "10%-zeros", "heavy-tailed",
+/* importance shapes of this test's own (IW_: not testdata.h's IM_ shapes) */
+enum imat { IW_NONE, IW_UNIFORM, IW_ZEROS, IW_HEAVY, IW_ONES, IW_SPARSE, IW_ALLZERO, IW_COUNT };
+static const char *const imat_name[IW_COUNT] = {"none",  "uniform", "10%-zeros", "heavy-tailed",
                                                 "ones",  "90%-zeros", "all-zero"};
 
-static void fill_imatrix(struct rng *r, enum imat s, float *w, int64_t n)
+static void fill_weights(struct rng *r, enum imat s, float *w, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         switch (s) {
-        case IM_UNIFORM: w[i] = (float)(0.01 + 10.0 * rng_unif(r)); break;
-        case IM_ZEROS: w[i] = rng_unif(r) < 0.1 ? 0.0f : (float)(rng_unif(r) * 3.0); break;
-        case IM_HEAVY: w[i] = (float)exp(2.5 * rng_normal(r)); break;
-        case IM_ONES: w[i] = 1.0f; break;
-        case IM_SPARSE: w[i] = rng_unif(r) < 0.9 ? 0.0f : (float)(1.0 + 100.0 * rng_unif(r)); break;
+        case IW_UNIFORM: w[i] = (float)(0.01 + 10.0 * rng_unif(r)); break;
+        case IW_ZEROS: w[i] = rng_unif(r) < 0.1 ? 0.0f : (float)(rng_unif(r) * 3.0); break;
+        case IW_HEAVY: w[i] = (float)exp(2.5 * rng_normal(r)); break;
+        case IW_ONES: w[i] = 1.0f; break;
+        case IW_SPARSE: w[i] = rng_unif(r) < 0.9 ? 0.0f : (float)(1.0 + 100.0 * rng_unif(r)); break;
         default: w[i] = 0.0f; break;
         }
     }
@@ -65,9 +63,7 @@ static void report(const struct qfs_type_info *ti, int64_t n, int d, enum imat i
                    const float *src, const float *imatrix, const uint8_t *ours, const uint8_t *ref,
                    size_t bytes)
 {
-    size_t off = 0;
-    while (off < bytes && ours[off] == ref[off])
-        off++;
+    const size_t off = ggml_ref_first_diff(ours, ref, bytes);
     const size_t row_size = bytes / (size_t)nrows;
     const size_t row = off / row_size, blk = (off % row_size) / ti->type_size;
     const size_t inblk = (off % row_size) % ti->type_size;
@@ -86,15 +82,7 @@ static void report(const struct qfs_type_info *ti, int64_t n, int d, enum imat i
             fprintf(stderr, " %.9g", imatrix[blk * (size_t)ti->blck + (size_t)i]);
     }
     const size_t b0 = row * row_size + blk * ti->type_size;
-    const size_t from = inblk >= 8 ? off - 8 : b0;
-    const size_t to = from + 16 < b0 + ti->type_size ? from + 16 : b0 + ti->type_size;
-    fprintf(stderr, "\n  bytes %zu..%zu ours:", from - b0, to - b0 - 1);
-    for (size_t i = from; i < to; i++)
-        fprintf(stderr, " %02x", ours[i]);
-    fprintf(stderr, "\n  bytes %zu..%zu ggml:", from - b0, to - b0 - 1);
-    for (size_t i = from; i < to; i++)
-        fprintf(stderr, " %02x", ref[i]);
-    fprintf(stderr, "\n");
+    ggml_ref_dump_block(ours, ref, off, b0, ti->type_size, "bytes");
 }
 
 static void compare(quantize_chunk_fn chunk)
@@ -127,9 +115,9 @@ static void compare(quantize_chunk_fn chunk)
                 fprintf(stderr, "out of memory\n");
                 exit(1);
             }
-            for (int im = 0; im < IM_COUNT; im++) {
-                const float *qw = im == IM_NONE ? NULL : imatrix;
-                fill_imatrix(&r, (enum imat)im, imatrix, n);
+            for (int im = 0; im < IW_COUNT; im++) {
+                const float *qw = im == IW_NONE ? NULL : imatrix;
+                fill_weights(&r, (enum imat)im, imatrix, n);
                 for (int d = 0; d < N_DIST; d++) {
                     for (int64_t row = 0; row < nrows; row++) {
                         float *x = src + row * n;
@@ -168,7 +156,7 @@ static void compare(quantize_chunk_fn chunk)
         total_rows[0] += rows[0];
         total_rows[1] += rows[1];
         printf("%-6s %s: n_per_row {%s}, %ld rows without imatrix, %ld rows with (%d shapes)\n",
-               ti->name, type_failed ? "DIFFERS" : "equal", lens, rows[0], rows[1], IM_COUNT - 1);
+               ti->name, type_failed ? "DIFFERS" : "equal", lens, rows[0], rows[1], IW_COUNT - 1);
     }
     printf("%zu types; %ld rows in %ld cases without imatrix, %ld rows in %ld cases with, "
            "compared with ggml_quantize_chunk\n",
@@ -178,24 +166,14 @@ static void compare(quantize_chunk_fn chunk)
 
 int main(void)
 {
-    const char *dir = getenv("QFS_LLAMA_LIB_DIR");
-    if (dir == NULL || *dir == '\0') {
-        fprintf(stderr, "skipped: QFS_LLAMA_LIB_DIR is not set\n");
+    static struct ggml_ref g;
+    if (!ggml_ref_open(&g, 0))
         return 77;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/libggml-base.so", dir);
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib == NULL) {
-        fprintf(stderr, "skipped: cannot load %s: %s\n", path, dlerror());
-        return 77;
-    }
-    quantize_chunk_fn chunk = (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk");
-    if (chunk == NULL) {
-        fprintf(stderr, "FAIL: %s has no ggml_quantize_chunk\n", path);
+    if (g.quantize_chunk == NULL) {
+        fprintf(stderr, "FAIL: %s has no ggml_quantize_chunk\n", g.path);
         return 1;
     }
-    compare(chunk);
+    compare(g.quantize_chunk);
     if (failures) {
         fprintf(stderr, "FAIL: %d comparisons differ\n", failures);
         return 1;

@@ -12,10 +12,9 @@
 #include <string.h>
 
 #include "kernels/qtypes.h"
+#include "ggml_ref.h"
 #include "testdata.h"
 
-typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start,
-                                    int64_t nrows, int64_t n_per_row, const float *imatrix);
 typedef uint16_t (*fp32_to_fp16_fn)(float);
 typedef float (*fp16_to_fp32_fn)(uint16_t);
 typedef struct { uint16_t bits; } ggml_bf16;
@@ -25,52 +24,22 @@ static const int64_t row_lengths[] = {32, 64, 128, 256, 352, 512, 768, 4096};
 
 static int failures;
 
-/* Shapes of importance matrices (one weight per column, as llama-imatrix
- * writes: mean of x^2 over the calibration tokens, so positive and heavy
- * tailed, with dead columns at exactly zero). */
-enum imshape {
-    IM_UNIFORM,   /* U(0.1, 1) */
-    IM_LOGNORMAL, /* exp(2 N(0,1)): spans ~1e-4 .. 1e4 */
-    IM_ZEROS,     /* lognormal, 20% exactly zero */
-    IM_BLOCKZERO, /* lognormal, whole runs of 16 zero, every 5th run */
-    IM_SPIKES,    /* 1, a few columns 1e3 */
-    IM_TINY,      /* U(0,1) * 1e-20 */
-    IM_COUNT
-};
-
-static const char *const imshape_name[IM_COUNT] = {
-    "uniform", "lognormal", "zeros", "blockzero", "spikes", "tiny",
-};
-
-static void fill_imatrix(struct rng *r, enum imshape s, float *w, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        switch (s) {
-        case IM_UNIFORM: w[i] = (float)(0.1 + 0.9 * rng_unif(r)); break;
-        case IM_LOGNORMAL: w[i] = expf(2.0f * rng_normal(r)); break;
-        case IM_ZEROS: w[i] = rng_unif(r) < 0.2 ? 0.0f : expf(2.0f * rng_normal(r)); break;
-        case IM_BLOCKZERO: w[i] = (i / 16) % 5 == 2 ? 0.0f : expf(rng_normal(r)); break;
-        case IM_SPIKES: w[i] = rng_unif(r) < 0.01 ? 1000.0f : 1.0f; break;
-        case IM_TINY: w[i] = (float)rng_unif(r) * 1e-20f; break;
-        case IM_COUNT: break;
-        }
-    }
-}
+/* the importance shapes of testdata.h after IM_NONE: a weighted pass quantizes
+ * the rows of each distribution in IM_SHAPES groups, one shape each */
+enum { IM_SHAPES = IM_COUNT - (IM_NONE + 1) };
 
 static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist d, int im,
                             int64_t nrows, const float *src, const uint8_t *ours,
                             const uint8_t *ref, size_t bytes)
 {
-    size_t off = 0;
-    while (off < bytes && ours[off] == ref[off])
-        off++;
+    const size_t off = ggml_ref_first_diff(ours, ref, bytes);
     const size_t row_size = bytes / (size_t)nrows;
     const size_t row = off / row_size;
     const size_t blk = (off % row_size) / ti->type_size;
     fprintf(stderr,
             "MISMATCH %s n_per_row=%" PRId64 " dist=%s imatrix=%s: first differing byte %zu "
             "(row %zu, block %zu, byte %zu in block): ours 0x%02x ggml 0x%02x\n",
-            ti->name, n, dist_name[d], im < 0 ? "none" : imshape_name[im], off, row, blk,
+            ti->name, n, dist_name[d], imshape_name[im], off, row, blk,
             (off % row_size) % ti->type_size, ours[off], ref[off]);
     const float *xb = src + row * (size_t)n + blk * (size_t)ti->blck;
     fprintf(stderr, "  block input (first %d of %" PRId64 "):", ti->blck < 8 ? (int)ti->blck : 8,
@@ -79,15 +48,7 @@ static void report_mismatch(const struct qfs_type_info *ti, int64_t n, enum dist
         fprintf(stderr, " %.9g", xb[i]);
     /* up to 16 bytes of the block from 8 before the first difference */
     const size_t b0 = row * row_size + blk * ti->type_size;
-    const size_t from = off - b0 >= 8 ? off - 8 : b0;
-    const size_t to = from + 16 < b0 + ti->type_size ? from + 16 : b0 + ti->type_size;
-    fprintf(stderr, "\n  block bytes %zu..%zu ours:", from - b0, to - b0 - 1);
-    for (size_t i = from; i < to; i++)
-        fprintf(stderr, " %02x", ours[i]);
-    fprintf(stderr, "\n  block bytes %zu..%zu ggml:", from - b0, to - b0 - 1);
-    for (size_t i = from; i < to; i++)
-        fprintf(stderr, " %02x", ref[i]);
-    fprintf(stderr, "\n");
+    ggml_ref_dump_block(ours, ref, off, b0, ti->type_size, "block bytes");
 }
 
 /* Quantizes rows [r0, r1) of src with ours and ggml's; returns 1 when equal. */
@@ -105,7 +66,7 @@ static int compare_range(quantize_chunk_fn chunk, const struct qfs_type_info *ti
     const size_t want = chunk(t, x, g, 0, r1 - r0, n, imatrix);
     if (got != want || got != bytes) {
         fprintf(stderr, "SIZE %s n=%" PRId64 " imatrix=%s: ours %zu ggml %zu expected %zu\n",
-                ti->name, n, im < 0 ? "none" : imshape_name[im], got, want, bytes);
+                ti->name, n, imshape_name[im], got, want, bytes);
         return 0;
     }
     if (memcmp(o, g, bytes) != 0) {
@@ -118,7 +79,7 @@ static int compare_range(quantize_chunk_fn chunk, const struct qfs_type_info *ti
 
 /* One pass over every type of the table: without an importance matrix, or
  * (weighted) with one for the types whose imatrix_ok is true.  With one, the
- * rows of each distribution are split into IM_COUNT groups, each quantized
+ * rows of each distribution are split into IM_SHAPES groups, each quantized
  * with its own importance shape (a call per group, as each tensor has one). */
 static int is_grid_type(int t)
 {
@@ -150,8 +111,8 @@ static void compare_types(quantize_chunk_fn chunk, int weighted)
              * imatrix, where the grid i-quants are slow) */
             const int64_t target = ti->blck >= 256 ? (weighted ? 65536 : 262144) : 32768;
             int64_t nrows = target / n + 3;
-            if (weighted && nrows < 2 * IM_COUNT)
-                nrows = 2 * IM_COUNT;
+            if (weighted && nrows < 2 * IM_SHAPES)
+                nrows = 2 * IM_SHAPES;
             const size_t bytes = qfs_row_size((enum qfs_type)t, n) * (size_t)nrows;
             float *src = malloc(sizeof(float) * (size_t)(n * nrows));
             float *imx = malloc(sizeof(float) * (size_t)n);
@@ -175,11 +136,12 @@ static void compare_types(quantize_chunk_fn chunk, int weighted)
                 }
                 int ok = 1;
                 if (!weighted) {
-                    ok = compare_range(chunk, ti, t, n, (enum dist)d, -1, NULL, src, ours, ref, 0,
-                                       nrows, type_failed);
+                    ok = compare_range(chunk, ti, t, n, (enum dist)d, IM_NONE, NULL, src, ours,
+                                       ref, 0, nrows, type_failed);
                 } else {
-                    for (int im = 0; im < IM_COUNT; im++) {
-                        const int64_t r0 = nrows * im / IM_COUNT, r1 = nrows * (im + 1) / IM_COUNT;
+                    for (int k = 0; k < IM_SHAPES; k++) {
+                        const int im = IM_NONE + 1 + k;
+                        const int64_t r0 = nrows * k / IM_SHAPES, r1 = nrows * (k + 1) / IM_SHAPES;
                         fill_imatrix(&r, (enum imshape)im, imx, n);
                         if (!compare_range(chunk, ti, t, n, (enum dist)d, im, imx, src, ours, ref,
                                            r0, r1, type_failed || !ok))
@@ -204,22 +166,6 @@ static void compare_types(quantize_chunk_fn chunk, int weighted)
     }
     printf("%ld types, %ld rows, %ld blocks compared with ggml_quantize_chunk (%s)\n", types,
            rows_total, blocks_total, weighted ? "with imatrix" : "no imatrix");
-}
-
-static int is_nan32(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
-
-static uint32_t f2u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float u2f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 static void compare_conversions(void *lib)
@@ -303,26 +249,16 @@ static void compare_conversions(void *lib)
 
 int main(void)
 {
-    const char *dir = getenv("QFS_LLAMA_LIB_DIR");
-    if (dir == NULL || *dir == '\0') {
-        fprintf(stderr, "skipped: QFS_LLAMA_LIB_DIR is not set\n");
+    static struct ggml_ref g;
+    if (!ggml_ref_open(&g, 0))
         return 77;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/libggml-base.so", dir);
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib == NULL) {
-        fprintf(stderr, "skipped: cannot load %s: %s\n", path, dlerror());
-        return 77;
-    }
-    quantize_chunk_fn chunk = (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk");
-    if (chunk == NULL) {
-        fprintf(stderr, "FAIL: %s has no ggml_quantize_chunk\n", path);
+    if (g.quantize_chunk == NULL) {
+        fprintf(stderr, "FAIL: %s has no ggml_quantize_chunk\n", g.path);
         return 1;
     }
-    compare_types(chunk, 0);
-    compare_types(chunk, 1);
-    compare_conversions(lib);
+    compare_types(g.quantize_chunk, 0);
+    compare_types(g.quantize_chunk, 1);
+    compare_conversions(g.lib);
     /* the library stays loaded: its static state is not ours to tear down */
     if (failures) {
         fprintf(stderr, "FAIL: %d comparisons differ\n", failures);

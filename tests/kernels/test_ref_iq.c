@@ -9,18 +9,14 @@
  *
  * QFS_IQ_TEST_ROWS (default 6) sets the rows per (type, length,
  * distribution, importance shape); these quantizers are slow on both sides. */
-#include <dlfcn.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/qtypes.h"
+#include "ggml_ref.h"
 #include "testdata.h"
-
-typedef size_t (*quantize_chunk_fn)(int type, const float *src, void *dst, int64_t start,
-                                    int64_t nrows, int64_t n_per_row, const float *imatrix);
-typedef void (*quantize_init_fn)(int type);
 
 static const enum qfs_type iq_types[] = {QFS_TYPE_IQ2_XXS, QFS_TYPE_IQ2_XS, QFS_TYPE_IQ2_S,
                                          QFS_TYPE_IQ3_XXS, QFS_TYPE_IQ3_S,  QFS_TYPE_IQ1_S,
@@ -54,9 +50,7 @@ static long compared_rows[QFS_TYPE_COUNT], compared_blocks;
 static void report(const struct qfs_type_info *ti, int64_t n, int d, enum wshape ws, int64_t nrows,
                    const float *src, const uint8_t *ours, const uint8_t *ref, size_t bytes)
 {
-    size_t off = 0;
-    while (off < bytes && ours[off] == ref[off])
-        off++;
+    const size_t off = ggml_ref_first_diff(ours, ref, bytes);
     const size_t rs = bytes / (size_t)nrows;
     const size_t row = off / rs, blk = (off % rs) / ti->type_size, inb = (off % rs) % ti->type_size;
     fprintf(stderr,
@@ -122,22 +116,13 @@ static void compare(quantize_chunk_fn chunk, const struct qfs_type_info *ti, enu
 
 int main(void)
 {
-    const char *dir = getenv("QFS_LLAMA_LIB_DIR");
-    if (dir == NULL || *dir == '\0') {
-        fprintf(stderr, "skipped: QFS_LLAMA_LIB_DIR is not set\n");
+    static struct ggml_ref g;
+    if (!ggml_ref_open(&g, 0))
         return 77;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/libggml-base.so", dir);
-    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (lib == NULL) {
-        fprintf(stderr, "skipped: cannot load %s: %s\n", path, dlerror());
-        return 77;
-    }
-    quantize_chunk_fn chunk = (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk");
-    quantize_init_fn init = (quantize_init_fn)dlsym(lib, "ggml_quantize_init");
+    const quantize_chunk_fn chunk = g.quantize_chunk;
+    const quantize_init_fn init = g.quantize_init;
     if (chunk == NULL || init == NULL) {
-        fprintf(stderr, "FAIL: %s lacks ggml_quantize_chunk / ggml_quantize_init\n", path);
+        fprintf(stderr, "FAIL: %s lacks ggml_quantize_chunk / ggml_quantize_init\n", g.path);
         return 1;
     }
     int64_t rows = 6;

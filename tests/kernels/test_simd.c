@@ -18,27 +18,6 @@
 
 static const int64_t row_lengths[] = {256, 512, 768, 1024, 2048, 4096};
 
-enum imshape { IM_NONE, IM_UNIFORM, IM_LOGNORMAL, IM_ZEROS, IM_BLOCKZERO, IM_SPIKES, IM_TINY,
-               IM_COUNT };
-static const char *const imshape_name[IM_COUNT] = {
-    "none", "uniform", "lognormal", "zeros", "blockzero", "spikes", "tiny",
-};
-
-static void fill_imatrix(struct rng *r, enum imshape s, float *w, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) {
-        switch (s) {
-        case IM_UNIFORM: w[i] = (float)(0.1 + 0.9 * rng_unif(r)); break;
-        case IM_LOGNORMAL: w[i] = expf(2.0f * rng_normal(r)); break;
-        case IM_ZEROS: w[i] = rng_unif(r) < 0.2 ? 0.0f : expf(2.0f * rng_normal(r)); break;
-        case IM_BLOCKZERO: w[i] = (i / 16) % 5 == 2 ? 0.0f : expf(rng_normal(r)); break;
-        case IM_SPIKES: w[i] = rng_unif(r) < 0.01 ? 1000.0f : 1.0f; break;
-        case IM_TINY: w[i] = (float)rng_unif(r) * 1e-20f; break;
-        default: break;
-        }
-    }
-}
-
 static void fill_row(struct rng *r, int d, int64_t row, float *x, int64_t n)
 {
     switch (row % 4) {

@@ -1,5 +1,6 @@
-/* Random test data for the kernel tests: a small PRNG (splitmix64) and the
- * distributions the quantizers are exercised on. */
+/* Random test data for the kernel tests: a small PRNG (splitmix64), the
+ * distributions the quantizers are exercised on, shapes of importance
+ * matrices, and the bit patterns of floats. */
 #ifndef QFS_TEST_TESTDATA_H
 #define QFS_TEST_TESTDATA_H
 
@@ -121,5 +122,56 @@ static inline void fill(struct rng *r, enum dist d, float *x, int64_t n)
         break;
     }
 }
+
+/* Shapes of importance matrices (one weight per column, as llama-imatrix
+ * writes: mean of x^2 over the calibration tokens, so positive and heavy
+ * tailed, with dead columns at exactly zero).  IM_NONE: no importance matrix
+ * (fill_imatrix leaves w as it is). */
+enum imshape {
+    IM_NONE,
+    IM_UNIFORM,   /* U(0.1, 1) */
+    IM_LOGNORMAL, /* exp(2 N(0,1)): spans ~1e-4 .. 1e4 */
+    IM_ZEROS,     /* lognormal, 20% exactly zero */
+    IM_BLOCKZERO, /* lognormal, whole runs of 16 zero, every 5th run */
+    IM_SPIKES,    /* 1, a few columns 1e3 */
+    IM_TINY,      /* U(0,1) * 1e-20 */
+    IM_COUNT
+};
+
+static const char *const imshape_name[IM_COUNT] = {
+    "none", "uniform", "lognormal", "zeros", "blockzero", "spikes", "tiny",
+};
+
+static inline void fill_imatrix(struct rng *r, enum imshape s, float *w, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        switch (s) {
+        case IM_UNIFORM: w[i] = (float)(0.1 + 0.9 * rng_unif(r)); break;
+        case IM_LOGNORMAL: w[i] = expf(2.0f * rng_normal(r)); break;
+        case IM_ZEROS: w[i] = rng_unif(r) < 0.2 ? 0.0f : expf(2.0f * rng_normal(r)); break;
+        case IM_BLOCKZERO: w[i] = (i / 16) % 5 == 2 ? 0.0f : expf(rng_normal(r)); break;
+        case IM_SPIKES: w[i] = rng_unif(r) < 0.01 ? 1000.0f : 1.0f; break;
+        case IM_TINY: w[i] = (float)rng_unif(r) * 1e-20f; break;
+        default: break;
+        }
+    }
+}
+
+/* The bits of a float and back; NaN test on the bits. */
+static inline uint32_t f2u(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline float u2f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline int is_nan32(uint32_t u) { return (u & 0x7fffffffu) > 0x7f800000u; }
 
 #endif
