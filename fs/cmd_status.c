@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/human.h"
 #include "commands.h"
 
 static void usage(FILE *f)
@@ -62,23 +63,6 @@ static const char *text(json_t *o, const char *k, const char *dflt)
     return s ? s : dflt;
 }
 
-/* "1.5 GiB" into buf. */
-static const char *human(uint64_t v, char *buf, size_t n)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double d = (double)v;
-    int u = 0;
-    while (d >= 1024 && u < 4) {
-        d /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, n, "%llu B", (unsigned long long)v);
-    else
-        snprintf(buf, n, "%.1f %s", d, units[u]);
-    return buf;
-}
-
 static void print_cache(json_t *c)
 {
     char a[32], b[32];
@@ -87,7 +71,7 @@ static void print_cache(json_t *c)
     json_t *dir = json_object_get(c, "dir");
     printf("cache:    %s; memory %s of %s (%llu chunks)\n",
            json_is_string(dir) ? json_string_value(dir) : "memory only",
-           human(num(c, "mem_bytes"), a, sizeof a), human(num(c, "mem_max"), b, sizeof b),
+           qfs_human_bytes(num(c, "mem_bytes"), a, sizeof a), qfs_human_bytes(num(c, "mem_max"), b, sizeof b),
            (unsigned long long)num(c, "mem_entries"));
     if (all)
         printf("          hit rate %.1f%% (%llu memory, %llu disk hits; %llu quantized)\n",
@@ -120,7 +104,7 @@ static int print_summary(json_t *root, bool all)
     printf("device:   %s\n", text(root, "device", "cpu"));
     printf("models:   %zu (%llu virtual files), %zu skipped\n", json_array_size(models),
            (unsigned long long)nfiles, json_array_size(skipped));
-    printf("served:   %s in %llu reads\n", human(served, a, sizeof a), (unsigned long long)reads);
+    printf("served:   %s in %llu reads\n", qfs_human_bytes(served, a, sizeof a), (unsigned long long)reads);
     json_t *c = json_object_get(root, "cache");
     if (json_is_object(c))
         print_cache(c);
@@ -139,7 +123,7 @@ static int print_summary(json_t *root, bool all)
         snprintf(chunks, sizeof chunks, "%llu/%llu", (unsigned long long)done,
                  (unsigned long long)total);
         printf("%-44s %10s %17s %6llu %10s\n", text(m, "path", text(m, "name", "?")), "", chunks,
-               (unsigned long long)hits, human(msrv, a, sizeof a));
+               (unsigned long long)hits, qfs_human_bytes(msrv, a, sizeof a));
         size_t idle = 0;
         json_array_foreach(json_object_get(m, "files"), j, f) {
             if (!all && !num(f, "reads")) {
@@ -150,9 +134,9 @@ static int print_summary(json_t *root, bool all)
                      (unsigned long long)num(f, "chunks_quantized"),
                      (unsigned long long)num(f, "chunks_total"));
             printf("  %-42s %10s %17s %6llu %10s\n", text(f, "name", "?"),
-                   human(num(f, "size"), b, sizeof b), chunks,
+                   qfs_human_bytes(num(f, "size"), b, sizeof b), chunks,
                    (unsigned long long)num(f, "cache_hits"),
-                   human(num(f, "bytes_served"), a, sizeof a));
+                   qfs_human_bytes(num(f, "bytes_served"), a, sizeof a));
         }
         if (idle)
             printf("  (%zu file%s not read yet; -a lists them)\n", idle, idle == 1 ? "" : "s");

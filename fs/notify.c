@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../cache/cache.h"
+#include "../util/human.h"
 #include "../util/log.h"
 #include "ll.h"
 #include "namespace.h"
@@ -67,22 +68,6 @@ static void send_logged(const char *msg)
         qfs_warn("notify %s: %s", msg, strerror(-rc));
 }
 
-/* Bytes as "1.5 GiB". */
-static void human(uint64_t v, char *buf, size_t n)
-{
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double d = (double)v;
-    int u = 0;
-    while (d >= 1024 && u < 4) {
-        d /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, n, "%llu B", (unsigned long long)v);
-    else
-        snprintf(buf, n, "%.1f %s", d, units[u]);
-}
-
 void qfs_notify_describe(const struct qfs_ll *ll, char *buf, size_t n)
 {
     struct qfs_ns *ns = qfs_live_acquire(ll->live); /* the current generation */
@@ -104,9 +89,9 @@ void qfs_notify_describe(const struct qfs_ll *ll, char *buf, size_t n)
         qfs_cache_get_stats(ll->cache, &s);
     uint64_t hits = s.mem_hits + s.disk_hits, all = hits + s.fills;
     char mem[32], max[32], srv[32];
-    human(s.mem_bytes, mem, sizeof mem);
-    human(ll->info.cache_mem_max, max, sizeof max);
-    human(served, srv, sizeof srv);
+    qfs_human_bytes(s.mem_bytes, mem, sizeof mem);
+    qfs_human_bytes(ll->info.cache_mem_max, max, sizeof max);
+    qfs_human_bytes(served, srv, sizeof srv);
     snprintf(buf, n, "%d model%s (%d files) from %s; cache %s/%s in memory%s, hit rate %.0f%%; "
              "%s served; device cpu",
              ns->n_models, ns->n_models == 1 ? "" : "s", files, ns->source, mem, max,
