@@ -13,7 +13,7 @@
 
 #include "../cache/cache.h"
 #include "../kernels/qtypes.h"
-#include "safetensors.h"
+#include "source/safetensors.h"
 
 /* How source rows map to output rows. */
 enum qfs_xform {

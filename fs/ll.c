@@ -10,12 +10,12 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "../codecs/model.h"
+#include "../codecs/source/model.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
-#include "namespace.h"
-#include "read.h"
-#include "rescan.h"
+#include "serve/namespace.h"
+#include "serve/read.h"
+#include "serve/rescan.h"
 
 /* Handle of an open file or directory: the generation it was opened in (a reference, so
  * its nodes and model description live until release) and its node. */

@@ -3,7 +3,7 @@
 #ifndef QFS_FS_LL_H
 #define QFS_FS_LL_H
 
-#include "status.h"
+#include "serve/status.h"
 
 struct fuse_lowlevel_ops;
 struct qfs_live;

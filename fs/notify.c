@@ -23,8 +23,8 @@
 #include "../util/human.h"
 #include "../util/log.h"
 #include "ll.h"
-#include "namespace.h"
-#include "rescan.h"
+#include "serve/namespace.h"
+#include "serve/rescan.h"
 
 extern char **environ;
 

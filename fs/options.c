@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../kernels/dispatch.h"
-#include "warm.h"
+#include "serve/warm.h"
 
 /* FUSE mount/session options passed through unchanged (name, or name= prefix). */
 static const char *const fuse_opts[] = {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codecs/model.h"
+#include "codecs/source/model.h"
 #include "util/log.h"
 
 static int write_all(FILE *f, const void *p, size_t n)

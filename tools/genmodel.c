@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "codecs/safetensors.h"
+#include "codecs/source/safetensors.h"
 #include "kernels/qtypes.h"
 
 #define MIN_VOCAB 262 /* 3 specials + 256 bytes + a few normal pieces */

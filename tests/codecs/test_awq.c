@@ -50,9 +50,9 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "../../codecs/awq.h"
-#include "../../codecs/model.h"
-#include "../../codecs/safetensors.h"
+#include "../../codecs/awq/awq.h"
+#include "../../codecs/source/model.h"
+#include "../../codecs/source/safetensors.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */

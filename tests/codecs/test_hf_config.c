@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <math.h>
 
-#include "codecs/hf_config.h"
+#include "codecs/source/hf_config.h"
 #include "testutil.h"
 
 static const char *base_dir;

@@ -8,8 +8,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "codecs/gguf_read.h"
-#include "codecs/imatrix.h"
+#include "codecs/gguf/gguf_read.h"
+#include "codecs/source/imatrix.h"
 #include "testutil.h"
 
 static char *tmp;

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
-#include "codecs/hf_config.h"
-#include "codecs/safetensors.h"
+#include "codecs/source/hf_config.h"
+#include "codecs/source/safetensors.h"
 #include "testutil.h"
 
 /* The common check of an open call that returned r (log: what it wrote) when rc was

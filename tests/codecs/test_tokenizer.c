@@ -15,11 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "codecs/bpe_json.h"
-#include "codecs/gguf_kv.h"
-#include "codecs/hf_config.h"
-#include "codecs/sentencepiece.h"
-#include "codecs/tokenizer.h"
+#include "codecs/source/bpe_json.h"
+#include "codecs/gguf/gguf_kv.h"
+#include "codecs/source/hf_config.h"
+#include "codecs/source/sentencepiece.h"
+#include "codecs/source/tokenizer.h"
 #include "util/log.h"
 
 static const char *shared;

@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qfstest as q  # noqa: E402
 
-CHUNK_TARGET = 1 << 20  # codecs/gguf_file.c: output bytes per chunk
+CHUNK_TARGET = 1 << 20  # codecs/gguf/gguf_file.c: output bytes per chunk
 
 
 def main():

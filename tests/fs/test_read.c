@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include "cache/cache.h"
-#include "codecs/model.h"
+#include "codecs/source/model.h"
 #include "codecs/vfile.h"
-#include "fs/namespace.h"
-#include "fs/prefetch.h"
-#include "fs/read.h"
-#include "fs/status.h"
+#include "fs/serve/namespace.h"
+#include "fs/serve/prefetch.h"
+#include "fs/serve/read.h"
+#include "fs/serve/status.h"
 
 static int fails;
 #define CHECK(c, ...)                                                                      \

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codecs/model.h"
+#include "codecs/source/model.h"
 #include "kernels/cuda/quant_dev.h"
 #include "kernels/dispatch.h"
 #include "gpu_testutil.h"

@@ -25,7 +25,7 @@
 
 #include <stddef.h>
 
-#include "model.h"
+#include "../source/model.h"
 
 /* Bumped whenever any output byte of the AWQ codec could change: it enters every key. */
 #define QFS_AWQ_CODEC_VERSION 2

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cache/cache.h"
-#include "../codecs/model.h"
-#include "../codecs/vfile.h"
-#include "../kernels/dispatch.h"
+#include "../../cache/cache.h"
+#include "../../codecs/source/model.h"
+#include "../../codecs/vfile.h"
+#include "../../kernels/dispatch.h"
 #include "namespace.h"
 #include "rescan.h"
 #include "warm.h"

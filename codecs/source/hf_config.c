@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../util/log.h"
+#include "../../util/log.h"
 
 /* The architectures we convert: HF class name, ours, and the GGUF general.architecture. */
 static const struct {

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/log.h"
-#include "../util/mapfile.h"
+#include "../../util/log.h"
+#include "../../util/mapfile.h"
 
 #define MAX_STRING (1ull << 30)    /* ggml's GGUF_MAX_STRING_LENGTH */
 #define MAX_ARRAY (1ull << 30)     /* ggml's GGUF_MAX_ARRAY_ELEMENTS */

@@ -12,10 +12,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "../util/log.h"
-#include "awq.h"
-#include "gguf_file.h"
-#include "gguf_plan.h"
+#include "../../util/log.h"
+#include "../awq/awq.h"
+#include "../gguf/gguf_file.h"
+#include "../gguf/gguf_plan.h"
 
 void qfs_model_close(struct qfs_model *m)
 {

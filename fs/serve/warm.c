@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../codecs/gguf_plan.h"
-#include "../codecs/model.h"
-#include "../codecs/vfile.h"
-#include "../util/log.h"
+#include "../../codecs/gguf/gguf_plan.h"
+#include "../../codecs/source/model.h"
+#include "../../codecs/vfile.h"
+#include "../../util/log.h"
 #include "namespace.h"
 #include "prefetch.h"
 #include "read.h"

@@ -9,11 +9,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "../cache/store.h"
-#include "../codecs/gguf_file.h"
+#include "../../cache/store.h"
+#include "../../codecs/gguf/gguf_file.h"
 #include "commands.h"
-#include "../codecs/awq.h"
-#include "options.h"
+#include "../../codecs/awq/awq.h"
+#include "../options.h"
 
 /* The tags a current build can ask for: everything else is garbage to gc. */
 static const uint32_t live_tags[] = {

@@ -33,10 +33,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../cache/cache.h"
-#include "../codecs/model.h"
-#include "../codecs/vfile.h"
-#include "../util/log.h"
+#include "../../cache/cache.h"
+#include "../../codecs/source/model.h"
+#include "../../codecs/vfile.h"
+#include "../../util/log.h"
 
 #define STATUS_DIR "/.quantfs"
 #define STATUS_DIR_NAME ".quantfs"

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/log.h"
+#include "../../util/log.h"
 #include "gguf_plan.h"
 
 /* Output chunks of about this many bytes: big enough to amortize a cache entry, small

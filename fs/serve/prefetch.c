@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../codecs/vfile.h"
-#include "../util/log.h"
+#include "../../codecs/vfile.h"
+#include "../../util/log.h"
 #include "read.h"
 
 #define RECENT_SLOTS 1024u /* power of two */

@@ -7,11 +7,11 @@
 #ifndef QFS_MODEL_H
 #define QFS_MODEL_H
 
-#include "gguf_kv.h"
+#include "../gguf/gguf_kv.h"
 #include "hf_config.h"
 #include "imatrix.h"
 #include "safetensors.h"
-#include "vfile.h"
+#include "../vfile.h"
 
 struct qfs_model {
     char *dir;                 /* absolute path of the model directory */

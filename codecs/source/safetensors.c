@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../util/log.h"
+#include "../../util/log.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define ST_SUFFIX ".safetensors"

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../util/log.h"
+#include "../../util/log.h"
 #include "namespace.h"
 #include "prefetch.h"
 

@@ -3,10 +3,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../cache/cache.h"
-#include "../codecs/model.h"
-#include "../codecs/vfile.h"
-#include "../util/log.h"
+#include "../../cache/cache.h"
+#include "../../codecs/source/model.h"
+#include "../../codecs/vfile.h"
+#include "../../util/log.h"
 #include "prefetch.h"
 #include "rescan.h"
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/human.h"
+#include "../../util/human.h"
 #include "commands.h"
 
 static void usage(FILE *f)

@@ -75,8 +75,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/log.h"
-#include "gguf_file.h"
+#include "../../util/log.h"
+#include "../gguf/gguf_file.h"
 
 /* Output chunks of about this many bytes (qweight; the matching qzeros/scales chunks are
  * the same groups).  Part of the chunk keys through the row range. */

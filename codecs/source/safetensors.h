@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../kernels/qtypes.h"
+#include "../../kernels/qtypes.h"
 
 #define QFS_ST_MAX_DIMS 8
 #define QFS_ST_MAX_HEADER (100u << 20) /* header length bound: 100 MiB */

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/log.h"
-#include "../util/mapfile.h"
-#include "gguf_read.h"
+#include "../../util/log.h"
+#include "../../util/mapfile.h"
+#include "../gguf/gguf_read.h"
 
 #define SUFFIX_SUMS ".in_sum2"
 #define SUFFIX_COUNTS ".counts"

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/log.h"
+#include "../../util/log.h"
 #include "gguf_file.h"
-#include "tokenizer.h"
+#include "../source/tokenizer.h"
 
 /* "(v|iter)?\d+(\.\d+)*" */
 static int is_version(const char *s)

@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../cache/cache.h" /* struct qfs_cache_key */
+#include "../../cache/cache.h" /* struct qfs_cache_key */
 
 struct qfs_imatrix_entry {
     char *name;    /* GGUF tensor name, "blk.0.attn_q.weight" */

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vfile.h"
+#include "../vfile.h"
 
 struct qfs_gguf_mix {
     const char *name;      /* "Q4_K_M": the virtual file is <model>.<name>.gguf */

@@ -10,7 +10,7 @@
 #ifndef QFS_GGUF_FILE_H
 #define QFS_GGUF_FILE_H
 
-#include "model.h"
+#include "../source/model.h"
 
 #define QFS_GGUF_ALIGN 32
 /* Bumped whenever any output byte of the GGUF codec could change: it enters every key. */

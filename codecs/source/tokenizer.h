@@ -6,7 +6,7 @@
 #ifndef QFS_TOKENIZER_H
 #define QFS_TOKENIZER_H
 
-#include "gguf_kv.h"
+#include "../gguf/gguf_kv.h"
 #include "hf_config.h"
 
 /* Add every tokenizer.ggml.* key for the model in dir to kv, in the converter's order.
