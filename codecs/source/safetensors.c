@@ -817,10 +817,30 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
+/* Write the data of tensor i, sizes[i] bytes: t[i].data, or chunk-sized pieces from fill. */
+static int write_data(int fd, const struct qfs_st_wtensor *t, int i, uint64_t size,
+                      qfs_st_fill_fn fill, void *ctx, uint8_t *buf, size_t chunk)
+{
+    if (!fill)
+        return size ? write_all(fd, t[i].data, (size_t)size) : 0;
+    for (uint64_t off = 0; off < size;) {
+        size_t len = size - off < chunk ? (size_t)(size - off) : chunk;
+        int rc = fill(ctx, i, off, buf, len);
+        if (rc)
+            return rc;
+        if ((rc = write_all(fd, buf, len)))
+            return rc;
+        off += len;
+    }
+    return 0;
+}
+
+static int st_write(const char *path, const struct qfs_st_wtensor *t, int n, qfs_st_fill_fn fill,
+                    void *ctx, size_t chunk)
 {
     int rc, fd = -1;
     char *hdr = NULL;
+    uint8_t *buf = NULL;
     uint64_t *offs = NULL, *sizes = NULL;
     json_t *root = json_object();
     if (!root || n < 0 ||
@@ -872,7 +892,7 @@ int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
         }
     }
     hdr = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!hdr)
+    if (!hdr || (fill && !(buf = malloc(chunk))))
         goto nomem;
     /* pad the header with spaces so that the data area starts 8-byte aligned */
     size_t hl = strlen(hdr), padded = (hl + 7) & ~(size_t)7;
@@ -895,8 +915,8 @@ int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
     uint64_t pos = 0;
     for (int i = 0; i < n && !rc; i++) {
         rc = write_all(fd, zeros, (size_t)(offs[i] - pos));
-        if (!rc && sizes[i])
-            rc = write_all(fd, t[i].data, (size_t)sizes[i]);
+        if (!rc)
+            rc = write_data(fd, t, i, sizes[i], fill, ctx, buf, chunk);
         pos = offs[i] + sizes[i];
     }
     if (rc) {
@@ -910,6 +930,7 @@ int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
         qfs_err("%s: close: %s", path, strerror(-rc));
         goto fail;
     }
+    free(buf);
     free(hdr);
     free(offs);
     free(sizes);
@@ -921,9 +942,25 @@ nomem:
 fail:
     if (fd >= 0)
         close(fd);
+    free(buf);
     free(hdr);
     free(offs);
     free(sizes);
     json_decref(root);
     return rc;
+}
+
+int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n)
+{
+    return st_write(path, t, n, NULL, NULL, 0);
+}
+
+int qfs_st_write_stream(const char *path, const struct qfs_st_wtensor *t, int n, size_t chunk,
+                        qfs_st_fill_fn fill, void *ctx)
+{
+    if (!fill || chunk == 0) {
+        qfs_err("%s: qfs_st_write_stream: no fill function or zero chunk", path);
+        return -EINVAL;
+    }
+    return st_write(path, t, n, fill, ctx, chunk);
 }

@@ -94,4 +94,14 @@ struct qfs_st_wtensor {
 };
 int qfs_st_write(const char *path, const struct qfs_st_wtensor *t, int n);
 
+/* Streaming writer: the same file as qfs_st_write, but t[i].data is not used: the bytes of
+ * tensor i come from fill(ctx, i, off, buf, len), called in file order with off 0, chunk,
+ * 2*chunk, ... (len is chunk for every piece but a tensor's last), into a buffer of chunk
+ * bytes that the writer owns.  So a file larger than memory can be written one piece at a
+ * time.  fill returns 0 or a negative errno, which aborts the write (the file is left
+ * incomplete) and is returned. */
+typedef int (*qfs_st_fill_fn)(void *ctx, int i, uint64_t off, uint8_t *buf, size_t len);
+int qfs_st_write_stream(const char *path, const struct qfs_st_wtensor *t, int n, size_t chunk,
+                        qfs_st_fill_fn fill, void *ctx);
+
 #endif

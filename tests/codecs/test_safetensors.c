@@ -1,7 +1,8 @@
-/* Safetensors reader: round trips through qfs_st_write, every rejection path (exact errno
- * and a log line naming the file), the single-file entry point qfs_st_open_file with and
- * without I32 (which model sources refuse), the shared tinyllama-256 fixture, and
- * qfs-genmodel (argv[1]) output read back through the reader and the config parser. */
+/* Safetensors reader: round trips through qfs_st_write (and qfs_st_write_stream), every
+ * rejection path (exact errno and a log line naming the file), the single-file entry point
+ * qfs_st_open_file with and without I32 (which model sources refuse), the shared
+ * tinyllama-256 fixture, and qfs-genmodel (argv[1]) output read back through the reader and
+ * the config parser. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -616,6 +617,74 @@ static void test_writer_errors(const char *dir)
     free(p);
 }
 
+/* qfs_st_write_stream: the bytes come from the fill callback in chunk-sized pieces, in file
+ * order; the file is byte for byte qfs_st_write's; a fill error aborts the write. */
+struct stream_ctx {
+    int calls, fail_at;
+    int last_i;
+    uint64_t next_off;
+};
+
+static int stream_fill(void *ctx, int i, uint64_t off, uint8_t *buf, size_t len)
+{
+    struct stream_ctx *c = ctx;
+    if (c->calls++ == c->fail_at)
+        return -EIO;
+    /* pieces in order: a new tensor starts at 0, the same one continues where it stopped */
+    CHECK(i == c->last_i ? off == c->next_off : (i > c->last_i && off == 0));
+    CHECK(len > 0 && len <= 8);
+    memcpy(buf, (const uint8_t *)wt[i].data + off, len);
+    c->last_i = i;
+    c->next_off = off + len;
+    return 0;
+}
+
+static uint8_t *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *b = NULL;
+    *n = 0;
+    if (f && fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        rewind(f);
+        b = malloc(sz > 0 ? (size_t)sz : 1);
+        if (b && fread(b, 1, (size_t)sz, f) == (size_t)sz)
+            *n = (size_t)sz;
+    }
+    if (f)
+        fclose(f);
+    return b;
+}
+
+static void test_stream(const char *dir)
+{
+    char *p1 = xasprintf("%s/plain.safetensors", dir), *p2 = xasprintf("%s/stream.safetensors", dir);
+    CHECK(qfs_st_write(p1, wt, 4) == 0);
+    struct stream_ctx c = {.fail_at = -1, .last_i = -1};
+    CHECK(qfs_st_write_stream(p2, wt, 4, 8, stream_fill, &c) == 0);
+    CHECK(c.calls == 2 + 1 + 3); /* 12, 8 and 20 bytes in pieces of 8; none for the empty one */
+    size_t n1, n2;
+    uint8_t *b1 = slurp(p1, &n1), *b2 = slurp(p2, &n2);
+    CHECK(n1 > 0 && n1 == n2 && b1 && b2 && memcmp(b1, b2, n1) == 0);
+    free(b1);
+    free(b2);
+    c = (struct stream_ctx){.fail_at = 3, .last_i = -1};
+    cap_begin();
+    int rc = qfs_st_write_stream(p2, wt, 4, 8, stream_fill, &c);
+    char *log = cap_end();
+    CHECK(rc == -EIO);
+    CHECK_LOG(log, p2, "write");
+    free(log);
+    cap_begin();
+    rc = qfs_st_write_stream(p2, wt, 4, 0, stream_fill, &c);
+    log = cap_end();
+    CHECK(rc == -EINVAL);
+    CHECK_LOG(log, p2, NULL);
+    free(log);
+    free(p1);
+    free(p2);
+}
+
 /* The shared fixture: tensor count and shapes follow its config.json. */
 static void test_fixture(void)
 {
@@ -778,6 +847,7 @@ int main(int argc, char **argv)
     test_i32(d[9]);
     test_symlink(base);
     test_writer_errors(base);
+    test_stream(base);
     test_fixture();
     if (argc > 1)
         test_genmodel(argv[1], base);
