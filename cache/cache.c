@@ -772,6 +772,7 @@ static int srchash_key(const struct qfs_file_id *id, uint64_t off, uint64_t len,
     rc |= qfs_keybuf_add_u64(&kb, id->ino);
     rc |= qfs_keybuf_add_u64(&kb, id->size);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)id->mtime_ns);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)id->ctime_ns);
     rc |= qfs_keybuf_add_u64(&kb, off);
     rc |= qfs_keybuf_add_u64(&kb, len);
     qfs_keybuf_finish(&kb, k);

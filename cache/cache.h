@@ -96,7 +96,7 @@ void qfs_cache_put(struct qfs_cache *c, const struct qfs_cache_entry *e);
  * the range: a file changed in any of these never finds an old hash. */
 struct qfs_file_id {
     uint64_t dev, ino, size;
-    int64_t mtime_ns;
+    int64_t mtime_ns, ctime_ns; /* ctime: a rewrite that restores the mtime still changes it */
 };
 /* 0 and *hash, or -ENOENT (not remembered), or another negative errno.  c may be NULL. */
 int qfs_cache_srchash_get(struct qfs_cache *c, const struct qfs_file_id *id, uint64_t off,

@@ -30,28 +30,69 @@ void qfs_vfile_free(struct qfs_vfile *vf)
     free(vf);
 }
 
-static int64_t chunk_rows(const struct qfs_vtensor *t, int64_t chunk, int64_t *row0)
+static int64_t group_rows(const struct qfs_vtensor *t)
 {
-    *row0 = chunk * t->rows_per_chunk;
-    int64_t n = t->nrows - *row0;
-    return n < t->rows_per_chunk ? n : t->rows_per_chunk;
+    return t->group_rows > 0 ? t->group_rows : t->nrows;
+}
+
+static int64_t chunks_per_group(const struct qfs_vtensor *t)
+{
+    const int64_t g = group_rows(t);
+    return g > 0 ? (g + t->rows_per_chunk - 1) / t->rows_per_chunk : 0;
+}
+
+void qfs_vtensor_set_chunks(struct qfs_vtensor *t, int64_t rows_per_chunk)
+{
+    t->rows_per_chunk = rows_per_chunk > 0 ? rows_per_chunk : 1;
+    const int64_t g = group_rows(t);
+    t->n_chunks = g > 0 ? t->nrows / g * chunks_per_group(t) : 0;
+}
+
+int64_t qfs_vtensor_chunk_rows(const struct qfs_vtensor *t, int64_t chunk, int64_t *row0)
+{
+    const int64_t g = group_rows(t), cpg = chunks_per_group(t);
+    const int64_t in = (chunk % cpg) * t->rows_per_chunk;
+    *row0 = chunk / cpg * g + in;
+    return g - in < t->rows_per_chunk ? g - in : t->rows_per_chunk;
 }
 
 uint64_t qfs_vtensor_chunk_bytes(const struct qfs_vtensor *t, int64_t chunk)
 {
     int64_t row0;
-    return (uint64_t)chunk_rows(t, chunk, &row0) * t->row_bytes;
+    return (uint64_t)qfs_vtensor_chunk_rows(t, chunk, &row0) * t->row_bytes;
+}
+
+int64_t qfs_vtensor_chunk_at(const struct qfs_vtensor *t, uint64_t rel, uint64_t *start)
+{
+    const uint64_t gbytes = (uint64_t)group_rows(t) * t->row_bytes;
+    const uint64_t cbytes = (uint64_t)t->rows_per_chunk * t->row_bytes;
+    const uint64_t g = rel / gbytes, in = (rel - g * gbytes) / cbytes;
+    *start = g * gbytes + in * cbytes;
+    return (int64_t)(g * (uint64_t)chunks_per_group(t) + in);
 }
 
 /* The converter's q/k permutation for llama: within each head of hd rows, output row
  * 2*i + j comes from source row j*hd/2 + i (rotary pairs interleaved). */
-int64_t qfs_vtensor_src_row(const struct qfs_vtensor *t, int64_t r)
+static int64_t src_row(const struct qfs_vsrc *vs, int64_t r)
 {
-    if (t->xform != QFS_XF_PERMUTE_QK)
+    if (vs->xform != QFS_XF_PERMUTE_QK)
         return r;
-    const int64_t hd = t->nrows / t->xform_heads;
+    const int64_t hd = vs->rows / vs->xform_heads;
     const int64_t h = r / hd, rem = r % hd;
     return h * hd + (rem % 2) * (hd / 2) + rem / 2;
+}
+
+void qfs_vtensor_src_rows(const struct qfs_vtensor *t, int64_t chunk, const uint8_t **rows,
+                          const float **imatrix)
+{
+    const struct qfs_vsrc *vs = t->vs;
+    int64_t row0;
+    const int64_t n = qfs_vtensor_chunk_rows(t, chunk, &row0);
+    const int64_t g = row0 / group_rows(t), r0 = row0 % group_rows(t);
+    const uint64_t rb = (uint64_t)vs->row_elems * qfs_dtype_size(vs->dtype);
+    for (int64_t r = 0; r < n; r++)
+        rows[r] = vs->t[g]->data + (uint64_t)src_row(vs, r0 + r) * rb;
+    *imatrix = t->imatrix ? t->imatrix + g * t->row_elems : NULL;
 }
 
 static enum qfs_type dtype_as_type(enum qfs_dtype dt)
@@ -64,33 +105,70 @@ uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf)
     return QFS_CACHE_TAG(vf->cache_codec ? vf->cache_codec : QFS_CODEC_GGUF, vf->codec_version);
 }
 
+/* Rows with vs->add applied, as F32: the converter adds in F16 for an F16 source (the
+ * sum rounded to F16), in F32 otherwise (it widens BF16 to F32 first). */
+static float *rows_added(const struct qfs_vsrc *vs, const uint8_t **rows, int64_t n)
+{
+    const int64_t ne = vs->row_elems;
+    float *buf = malloc((size_t)(n * ne) * sizeof *buf + 1);
+    if (!buf)
+        return NULL;
+    for (int64_t r = 0; r < n; r++) {
+        float *o = buf + r * ne;
+        qfs_to_f32(vs->dtype, rows[r], o, ne);
+        for (int64_t i = 0; i < ne; i++) {
+            o[i] = o[i] + vs->add;
+            if (vs->dtype == QFS_DT_F16)
+                o[i] = qfs_f16_to_f32(qfs_f32_to_f16(o[i]));
+        }
+    }
+    return buf;
+}
+
 int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst)
 {
     if (t->ops)
         return t->ops->produce(t, chunk, dst);
+    const struct qfs_vsrc *vs = t->vs;
     int64_t row0;
-    const int64_t nrows = chunk_rows(t, chunk, &row0);
-    const size_t esz = qfs_dtype_size(t->src->dtype);
-    const uint64_t src_row_bytes = (uint64_t)t->row_elems * esz;
-
-    if (dtype_as_type(t->src->dtype) == t->type) { /* same representation: copy rows */
-        for (int64_t r = 0; r < nrows; r++)
-            memcpy(dst + (uint64_t)r * t->row_bytes,
-                   t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes,
-                   t->row_bytes);
-        return 0;
-    }
-    /* widen + quantize on the chosen device (kernels/dispatch.h): the GPU for large
-     * chunks when there is one, else (and on any CUDA error) the CPU, same bytes */
-    const uint8_t **rows = malloc((size_t)nrows * sizeof *rows);
+    const int64_t nrows = qfs_vtensor_chunk_rows(t, chunk, &row0);
+    const uint8_t **rows = malloc((size_t)nrows * sizeof *rows + 1);
     if (!rows)
         return -ENOMEM;
-    for (int64_t r = 0; r < nrows; r++)
-        rows[r] = t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) * src_row_bytes;
-    int rc = qfs_quantize_rows_dev(t->type, t->src->dtype, rows, nrows, t->row_elems,
-                                   t->imatrix, dst);
+    const float *im;
+    qfs_vtensor_src_rows(t, chunk, rows, &im);
+    int rc = 0;
+    if (vs->add != 0.0f) {
+        float *f = rows_added(vs, rows, nrows);
+        if (!f) {
+            free(rows);
+            return -ENOMEM;
+        }
+        if (t->type == QFS_TYPE_F32) {
+            memcpy(dst, f, (size_t)(nrows * t->row_elems) * sizeof *f);
+        } else {
+            for (int64_t r = 0; r < nrows; r++)
+                rows[r] = (const uint8_t *)(f + r * t->row_elems);
+            rc = qfs_quantize_rows_dev(t->type, QFS_DT_F32, rows, nrows, t->row_elems, im, dst);
+        }
+        free(f);
+    } else if (dtype_as_type(vs->dtype) == t->type) { /* same representation: copy rows */
+        for (int64_t r = 0; r < nrows; r++)
+            memcpy(dst + (uint64_t)r * t->row_bytes, rows[r], t->row_bytes);
+    } else {
+        /* widen + quantize on the chosen device (kernels/dispatch.h): the GPU for large
+         * chunks when there is one, else (and on any CUDA error) the CPU, same bytes */
+        rc = qfs_quantize_rows_dev(t->type, vs->dtype, rows, nrows, t->row_elems, im, dst);
+    }
     free(rows);
     return rc;
+}
+
+/* The file a memo's tensor lives in still has the identity it was described with. */
+static int shard_unchanged(const struct qfs_st_shard *sh)
+{
+    struct stat st;
+    return fstat(sh->fd, &st) == 0 && qfs_st_identity_eq(sh, &st);
 }
 
 void qfs_src_memo_hash(struct qfs_src_memo *m, const struct qfs_st_tensor *src,
@@ -100,22 +178,14 @@ void qfs_src_memo_hash(struct qfs_src_memo *m, const struct qfs_st_tensor *src,
     if (!m->done) { /* hashing under the lock: concurrent first users wait for one hash */
         struct qfs_cache *store = atomic_load(&hash_store);
         struct qfs_file_id id = {0};
-        if (m->shard) {
-            id = (struct qfs_file_id){.dev = (uint64_t)m->shard->dev,
-                                      .ino = (uint64_t)m->shard->ino,
-                                      .size = m->shard->size,
-                                      .mtime_ns = m->shard->mtime_ns};
-        }
+        if (m->shard)
+            qfs_st_file_id(m->shard, &id);
         if (!store || !m->shard ||
             qfs_cache_srchash_get(store, &id, src->file_offset, src->nbytes, &m->hash) < 0) {
             qfs_hash128(src->data, src->nbytes, &m->hash);
             /* Remember it only if the file is still the one described: a rewrite during
              * the hash would otherwise file new bytes' hash under the old identity. */
-            struct stat st;
-            if (store && m->shard && fstat(m->shard->fd, &st) == 0 &&
-                (uint64_t)st.st_dev == id.dev && (uint64_t)st.st_ino == id.ino &&
-                (uint64_t)st.st_size == id.size &&
-                (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec == id.mtime_ns)
+            if (store && m->shard && shard_unchanged(m->shard))
                 qfs_cache_srchash_put(store, &id, src->file_offset, src->nbytes, &m->hash);
         }
         m->done = 1;
@@ -129,23 +199,26 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
 {
     if (t->ops)
         return t->ops->key(vf, t, chunk, key);
-    struct qfs_cache_key src;
-    qfs_src_memo_hash(t->memo, t->src, &src);
-
+    const struct qfs_vsrc *vs = t->vs;
     int64_t row0;
-    const int64_t nrows = chunk_rows(t, chunk, &row0);
+    const int64_t nrows = qfs_vtensor_chunk_rows(t, chunk, &row0);
+    const int64_t g = row0 / group_rows(t);
+    const struct qfs_st_tensor *src = vs->t[g];
+    struct qfs_cache_key sh;
+    qfs_src_memo_hash(vs->memo[g], src, &sh);
+
     struct qfs_cache_keybuf kb;
     qfs_keybuf_init(&kb);
     int rc = 0;
     rc |= qfs_keybuf_add(&kb, "quantfs-gguf-chunk", 18);
     rc |= qfs_keybuf_add_u64(&kb, vf->codec_version);
-    rc |= qfs_keybuf_add(&kb, src.b, sizeof src.b);
-    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->dtype);
-    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->n_dims);
-    for (int d = 0; d < t->src->n_dims; d++)
-        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->src->shape[d]);
-    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform);
-    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->xform_heads);
+    rc |= qfs_keybuf_add(&kb, sh.b, sizeof sh.b);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)src->dtype);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)src->n_dims);
+    for (int d = 0; d < src->n_dims; d++)
+        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)src->shape[d]);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)vs->xform);
+    rc |= qfs_keybuf_add_u64(&kb, (uint64_t)vs->xform_heads);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->type);
     rc |= qfs_keybuf_add_u64(&kb, t->imatrix != NULL);
     if (t->imatrix)
@@ -153,6 +226,17 @@ int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)t->row_elems);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)row0);
     rc |= qfs_keybuf_add_u64(&kb, (uint64_t)nrows);
+    /* Stacking and the element transform; absent for a plain tensor, whose key is then
+     * the same as before they existed (caches stay valid). */
+    if (vs->n != 1 || vs->add != 0.0f) {
+        uint32_t addbits;
+        memcpy(&addbits, &vs->add, sizeof addbits);
+        rc |= qfs_keybuf_add(&kb, "stack+add", 9);
+        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)vs->n);
+        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)g);
+        rc |= qfs_keybuf_add_u64(&kb, (uint64_t)vs->rows);
+        rc |= qfs_keybuf_add_u64(&kb, addbits);
+    }
     qfs_keybuf_finish(&kb, key);
     return rc ? -ENOMEM : 0;
 }

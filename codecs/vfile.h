@@ -4,7 +4,10 @@
  *
  *   file = [bytes: header + padding][tensor 0][pad][tensor 1][pad] ...
  *
- * Chunk c of tensor t covers rows [c*rows_per_chunk, min(nrows, (c+1)*rows_per_chunk)). */
+ * A tensor's rows come in groups of group_rows (one group per stacked source: an expert of
+ * a MoE tensor; a single group otherwise).  Chunks never cross a group: group g holds
+ * chunks [g*cpg, (g+1)*cpg) with cpg = ceil(group_rows / rows_per_chunk), so a reader of
+ * one expert produces (and hashes) no other. */
 #ifndef QFS_VFILE_H
 #define QFS_VFILE_H
 
@@ -15,7 +18,7 @@
 #include "../kernels/qtypes.h"
 #include "source/safetensors.h"
 
-/* How source rows map to output rows. */
+/* How source rows map to output rows (frozen: the value enters chunk keys). */
 enum qfs_xform {
     QFS_XF_NONE = 0,
     QFS_XF_PERMUTE_QK = 1, /* llama/mistral q,k: rows regrouped per head for GGUF rope */
@@ -23,14 +26,32 @@ enum qfs_xform {
 
 /* Content hash of one source tensor, computed on first use and shared by every
  * virtual file of the model (owned by the model).  Remembered across mounts through the
- * hash store (qfs_vfile_set_hash_store) under the shard's (dev, ino, size, mtime_ns) and
- * the tensor's byte range, so unchanged files are not rehashed. */
+ * hash store (qfs_vfile_set_hash_store) under the shard's identity and the tensor's byte
+ * range, so unchanged files are not rehashed. */
 struct qfs_src_memo {
     pthread_mutex_t lock; /* protects done and hash */
     int done;
     struct qfs_cache_key hash;
     const struct qfs_st_shard *shard; /* the tensor's file (set by the model); NULL: not
-                                         remembered across mounts */
+                                         remembered across mounts (a computed tensor) */
+};
+
+/* Where a converted tensor's rows come from (model-owned, shared by every output of the
+ * model): n source tensors of the same dtype and row length, stacked in order on a new
+ * outer axis (output row g*rows + r is row r of source g: the experts of a MoE layer); the
+ * first `rows` rows of each (fewer than it has: a truncated embedding); a row permutation
+ * inside each source; and a constant added to every element (Gemma's norms), computed as
+ * the converter does: in F16 for an F16 source, in F32 otherwise.  A tensor computed from
+ * the config (llama3 rope_freqs) is an F32 source tensor over model memory (shard -1). */
+struct qfs_vsrc {
+    int n;
+    const struct qfs_st_tensor **t;   /* n sources */
+    struct qfs_src_memo **memo;       /* their content hashes */
+    int64_t rows, row_elems;          /* per source, as read */
+    enum qfs_dtype dtype;
+    enum qfs_xform xform;
+    int64_t xform_heads;              /* heads for QFS_XF_PERMUTE_QK */
+    float add;                        /* 0: none */
 };
 
 struct qfs_vtensor;
@@ -50,19 +71,19 @@ struct qfs_vtensor {
     int n_dims;
     int64_t ne[4];                   /* ggml order: ne[0] = row length */
     enum qfs_type type;              /* output type */
-    const struct qfs_st_tensor *src; /* source tensor (owned by the model) */
-    enum qfs_xform xform;
-    int64_t xform_heads;             /* heads for QFS_XF_PERMUTE_QK */
+    const struct qfs_vsrc *vs;       /* the rows it is made from (model-owned); other codecs
+                                        may leave it NULL */
     int64_t nrows, row_elems;        /* nrows = product(ne[1..]), row_elems = ne[0] */
+    int64_t group_rows;              /* rows per group (see the top); nrows when one */
     uint64_t row_bytes;
     uint64_t offset;                 /* absolute offset in the virtual file */
     uint64_t nbytes;                 /* nrows * row_bytes */
     int64_t rows_per_chunk;
     int64_t n_chunks;
-    struct qfs_src_memo *memo;       /* the source tensor's content hash (model-owned) */
-    const float *imatrix;            /* row_elems importance weights (model-owned) or NULL */
-    struct qfs_cache_key imatrix_hash; /* XXH3-128 of those weights (when imatrix) */
-    const struct qfs_vtensor_ops *ops; /* NULL: the GGUF path (type, xform, imatrix) */
+    const float *imatrix;            /* importance weights (model-owned) or NULL: row_elems
+                                        per group (per expert), groups back to back */
+    struct qfs_cache_key imatrix_hash; /* XXH3-128 of all of them (when imatrix) */
+    const struct qfs_vtensor_ops *ops; /* NULL: the GGUF path (type, vs, imatrix) */
     const void *codec;               /* ops' per-tensor data (owned by vf->codec_state) */
 };
 
@@ -84,17 +105,34 @@ uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf);
 
 void qfs_vfile_free(struct qfs_vfile *vf);
 
+/* Set t's chunk layout for rows_per_chunk (>= 1): n_chunks from nrows and group_rows
+ * (group_rows 0 is taken as nrows).  Cannot fail. */
+void qfs_vtensor_set_chunks(struct qfs_vtensor *t, int64_t rows_per_chunk);
+
+/* Rows [*row0, *row0 + return) of t are chunk `chunk`.  Cannot fail. */
+int64_t qfs_vtensor_chunk_rows(const struct qfs_vtensor *t, int64_t chunk, int64_t *row0);
+
 /* Bytes of one chunk. */
 uint64_t qfs_vtensor_chunk_bytes(const struct qfs_vtensor *t, int64_t chunk);
+
+/* The chunk holding byte rel of t's data (rel < t->nbytes), and the offset of that chunk's
+ * first byte in the data.  Cannot fail. */
+int64_t qfs_vtensor_chunk_at(const struct qfs_vtensor *t, uint64_t rel, uint64_t *start);
+
+/* Source rows of chunk `chunk` of a GGUF tensor (t->vs set): rows[0..n) point into the
+ * source mappings (n = qfs_vtensor_chunk_rows), *imatrix at that group's weights (or NULL).
+ * Cannot fail. */
+void qfs_vtensor_src_rows(const struct qfs_vtensor *t, int64_t chunk, const uint8_t **rows,
+                          const float **imatrix);
 
 /* Produce chunk `chunk` of t into dst (qfs_vtensor_chunk_bytes bytes): read the source
  * rows (applying the transform), widen to f32, quantize.  Pure function of the source
  * bytes: same input, same output on every host.  0 or -ENOMEM. */
 int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst);
 
-/* The cache key of one chunk: XXH3-128 over the source tensor's content hash, its dtype
- * and shape, the transform, the output type, the row range and the codec version.
- * Hashes the source tensor on first use.  0 or negative errno. */
+/* The cache key of one chunk: XXH3-128 over the content hash of the source the chunk
+ * reads (its group's), its dtype and shape, the transform, the output type, the row range
+ * and the codec version.  Hashes that source on first use.  0 or negative errno. */
 int qfs_vtensor_key(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t chunk,
                     struct qfs_cache_key *key);
 
@@ -106,8 +144,5 @@ void qfs_src_memo_hash(struct qfs_src_memo *memo, const struct qfs_st_tensor *sr
 /* Where source content hashes are remembered across mounts (the chunk cache); NULL: not
  * remembered.  Set once the cache is open and cleared before it closes. */
 void qfs_vfile_set_hash_store(struct qfs_cache *c);
-
-/* Source row index for output row r under t's transform. */
-int64_t qfs_vtensor_src_row(const struct qfs_vtensor *t, int64_t r);
 
 #endif

@@ -75,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../util/json_file.h"
 #include "../../util/log.h"
 #include "../gguf/gguf_file.h"
 
@@ -710,8 +711,7 @@ static const float *imatrix_for(const struct qfs_model *m, const char *hf, int64
 {
     if (!m->imatrix)
         return NULL;
-    int skip;
-    char *gname = qfs_gguf_tensor_name(hf, &skip);
+    char *gname = qfs_arch_gguf_name(m->cfg.arch, hf);
     if (!gname)
         return NULL;
     const struct qfs_imatrix_entry *e = qfs_imatrix_find(m->imatrix, gname);
@@ -990,15 +990,12 @@ int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
         for (int d = 0; d < 4; d++)
             t->ne[d] = d < ot[i].n_dims ? ot[i].shape[ot[i].n_dims - 1 - d] : 1;
         t->type = ot[i].dtype_i32 ? QFS_TYPE_F32 : QFS_TYPE_F16; /* element width only */
-        t->src = &stm->tensors[ot[i].at.src];
-        t->memo = &m->memos[ot[i].at.src];
         t->nrows = ot[i].nrows;
         t->row_elems = ot[i].row_elems;
         t->row_bytes = (uint64_t)ot[i].row_bytes;
         t->offset = off;
         t->nbytes = ot[i].nbytes;
-        t->rows_per_chunk = ot[i].rows_per_chunk > 0 ? ot[i].rows_per_chunk : 1;
-        t->n_chunks = (t->nrows + t->rows_per_chunk - 1) / t->rows_per_chunk;
+        qfs_vtensor_set_chunks(t, ot[i].rows_per_chunk);
         t->ops = &awq_ops;
         t->codec = &st->ts[i];
         off += t->nbytes;
@@ -1024,10 +1021,11 @@ int qfs_awq_config_json(const struct qfs_model *m, char **buf, size_t *len)
     char *path = NULL;
     if (asprintf(&path, "%s/config.json", m->dir) < 0)
         return -ENOMEM;
-    json_error_t jerr;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root || !json_is_object(root)) {
-        qfs_err("%s: %s", path, root ? "not a JSON object" : jerr.text);
+    json_t *root = NULL;
+    int lrc = qfs_json_load(path, QFS_JSON_MAX_CONFIG, JSON_REJECT_DUPLICATES, &root);
+    if (lrc < 0 || !json_is_object(root)) {
+        if (lrc == 0)
+            qfs_err("%s: not a JSON object", path);
         json_decref(root);
         free(path);
         return -EINVAL;

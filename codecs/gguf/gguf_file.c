@@ -15,70 +15,11 @@
  * enough that a reader touching one page waits little.  Part of the chunk keys. */
 #define CHUNK_TARGET (1u << 20)
 
-static const struct {
-    const char *hf, *gguf;
-} top_names[] = {
-    {"model.embed_tokens.weight", "token_embd.weight"},
-    {"model.norm.weight", "output_norm.weight"},
-    {"lm_head.weight", "output.weight"},
-};
-
-static const struct {
-    const char *hf, *gguf;
-} block_names[] = {
-    {"input_layernorm.weight", "attn_norm.weight"},
-    {"post_attention_layernorm.weight", "ffn_norm.weight"},
-    {"self_attn.q_proj.weight", "attn_q.weight"},
-    {"self_attn.k_proj.weight", "attn_k.weight"},
-    {"self_attn.v_proj.weight", "attn_v.weight"},
-    {"self_attn.o_proj.weight", "attn_output.weight"},
-    {"self_attn.q_proj.bias", "attn_q.bias"},
-    {"self_attn.k_proj.bias", "attn_k.bias"},
-    {"self_attn.v_proj.bias", "attn_v.bias"},
-    {"mlp.gate_proj.weight", "ffn_gate.weight"},
-    {"mlp.up_proj.weight", "ffn_up.weight"},
-    {"mlp.down_proj.weight", "ffn_down.weight"},
-};
-
-char *qfs_gguf_tensor_name(const char *hf, int *skip)
-{
-    *skip = 0;
-    size_t n = strlen(hf);
-    if (n >= 20 && strcmp(hf + n - 20, "rotary_emb.inv_freq") == 0) {
-        *skip = 1;
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof top_names / sizeof top_names[0]; i++)
-        if (strcmp(hf, top_names[i].hf) == 0)
-            return strdup(top_names[i].gguf);
-    const char *pre = "model.layers.";
-    if (strncmp(hf, pre, strlen(pre)) != 0)
-        return NULL;
-    const char *p = hf + strlen(pre);
-    char *end;
-    if (*p < '0' || *p > '9')
-        return NULL;
-    unsigned long layer = strtoul(p, &end, 10);
-    if (*end != '.' || layer > 1000000)
-        return NULL;
-    for (size_t i = 0; i < sizeof block_names / sizeof block_names[0]; i++) {
-        if (strcmp(end + 1, block_names[i].hf) == 0) {
-            char *out = NULL;
-            if (asprintf(&out, "blk.%lu.%s", layer, block_names[i].gguf) < 0)
-                return NULL;
-            return out;
-        }
-    }
-    return NULL;
-}
-
 static uint64_t align_up(uint64_t x) { return (x + QFS_GGUF_ALIGN - 1) / QFS_GGUF_ALIGN * QFS_GGUF_ALIGN; }
 
-static int ends_with(const char *s, const char *suf)
-{
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && strcmp(s + a - b, suf) == 0;
-}
+/* The tensors cmp_quant_order sorts indices of (qsort has no context argument; builds of
+ * one model's files run on one thread, and the comparison reads only names). */
+static _Thread_local const struct qfs_arch_tensors *sort_gt;
 
 static int block_of(const char *name)
 {
@@ -90,7 +31,7 @@ static int block_of(const char *name)
 /* llama-quantize writes non-block tensors first, then block by block, by name within. */
 static int cmp_quant_order(const void *a, const void *b)
 {
-    const struct qfs_vtensor *x = a, *y = b;
+    const struct qfs_mtensor *x = &sort_gt->t[*(const int *)a], *y = &sort_gt->t[*(const int *)b];
     int bx = block_of(x->name), by = block_of(y->name);
     if (bx != by)
         return bx < by ? -1 : 1;
@@ -129,6 +70,7 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
 
     int rc = -ENOMEM;
     struct qfs_kvs *kv = NULL;
+    int *order = NULL;
     struct qfs_vfile *vf = calloc(1, sizeof *vf);
     if (!vf)
         return -ENOMEM;
@@ -137,68 +79,61 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         vf->name = NULL;
         goto fail;
     }
-    vf->tensors = calloc((size_t)m->st->n_tensors, sizeof *vf->tensors);
-    if (!vf->tensors)
+    vf->tensors = calloc((size_t)m->gt.n + 1, sizeof *vf->tensors);
+    order = malloc(((size_t)m->gt.n + 1) * sizeof *order);
+    if (!vf->tensors || !order)
         goto fail;
 
+    /* llama-quantize works on the converter's F16 file (its BF16 file for a BF16 source:
+     * we quantize the exact values, which that path keeps); tensors it does not quantize
+     * keep the type they have there. */
     const struct qfs_hf_config *c = &m->cfg;
-    const int permute = c->arch == QFS_ARCH_LLAMA || c->arch == QFS_ARCH_MISTRAL;
-    for (int i = 0; i < m->st->n_tensors; i++) {
-        const struct qfs_st_tensor *s = &m->st->tensors[i];
-        int skip;
-        char *name = qfs_gguf_tensor_name(s->name, &skip);
-        if (!name) {
-            if (skip)
-                continue;
-            qfs_err("%s: tensor %s has no GGUF name for %s", m->dir, s->name, c->arch_name);
-            rc = -ENOTSUP;
-            goto fail;
-        }
+    const struct qfs_mtensor *embd = NULL;
+    for (int i = 0; i < m->gt.n && !embd; i++)
+        if (!strcmp(m->gt.t[i].name, "token_embd.weight"))
+            embd = &m->gt.t[i];
+    const enum qfs_type stored =
+        mix->converter ? mix->base
+        : embd && embd->src.dtype == QFS_DT_BF16 ? QFS_TYPE_BF16 : QFS_TYPE_F16;
+    /* The converter's order, or llama-quantize's (blocks in order, names within). */
+    for (int i = 0; i < m->gt.n; i++)
+        order[i] = i;
+    if (!mix->converter) {
+        sort_gt = &m->gt;
+        qsort(order, (size_t)m->gt.n, sizeof *order, cmp_quant_order);
+    }
+    for (int i = 0; i < m->gt.n; i++) {
+        const struct qfs_mtensor *mt = &m->gt.t[order[i]];
         struct qfs_vtensor *t = &vf->tensors[vf->n_tensors++];
-        t->name = name;
-        t->src = s;
-        t->memo = &m->memos[i];
-        if (s->n_dims < 1 || s->n_dims > 4) {
-            qfs_err("%s: tensor %s has %d dimensions", m->dir, s->name, s->n_dims);
-            rc = -EINVAL;
+        if (!(t->name = strdup(mt->name)))
             goto fail;
-        }
-        t->n_dims = s->n_dims;
+        t->vs = &mt->src;
+        t->n_dims = mt->n_dims;
+        memcpy(t->ne, mt->ne, sizeof t->ne);
         t->nrows = 1;
-        for (int d = 0; d < 4; d++)
-            t->ne[d] = d < s->n_dims ? s->shape[s->n_dims - 1 - d] : 1;
         for (int d = 1; d < 4; d++)
             t->nrows *= t->ne[d];
         t->row_elems = t->ne[0];
-        if (permute && (ends_with(name, "attn_q.weight") || ends_with(name, "attn_k.weight"))) {
-            t->xform = QFS_XF_PERMUTE_QK;
-            t->xform_heads = ends_with(name, "attn_q.weight") ? c->n_heads : c->n_kv_heads;
-            if (t->n_dims != 2 || t->xform_heads <= 0 || t->nrows % (2 * t->xform_heads) != 0) {
-                qfs_err("%s: tensor %s: %" PRId64 " rows cannot be permuted for %" PRId64 " heads",
-                        m->dir, s->name, t->nrows, t->xform_heads);
-                rc = -EINVAL;
-                goto fail;
-            }
-        } else if (permute && (ends_with(name, "attn_q.bias") || ends_with(name, "attn_k.bias"))) {
-            qfs_err("%s: tensor %s: q/k biases of llama models are not supported", m->dir, s->name);
-            rc = -ENOTSUP;
-            goto fail;
-        }
+        t->group_rows = mt->src.rows;
+        t->type = mt->f32 ? QFS_TYPE_F32 : stored; /* the plan may change it */
     }
 
-    /* Types: the converter's, or llama-quantize's plan over the converter's F16 file in
-     * llama-quantize's tensor order. */
-    if (!mix->converter)
-        qsort(vf->tensors, (size_t)vf->n_tensors, sizeof *vf->tensors, cmp_quant_order);
+    int64_t n_expert = 0;
+    for (int i = 0; i < m->gt.n; i++)
+        if (m->gt.t[i].src.n > 1)
+            n_expert = m->gt.t[i].src.n;
+    const struct qfs_arch *a = c->arch;
     const struct qfs_plan_model pm = {
         .n_layers = c->n_layers,
         .n_head = c->n_heads,
         .n_head_kv = c->n_kv_heads,
-        .is_70b = permute && c->n_layers == 80 && c->n_heads != c->n_kv_heads,
+        .n_expert = n_expert,
+        .is_70b = a->layers_70b && c->n_layers == a->layers_70b &&
+                  (!a->need_gqa_70b || c->n_heads != c->n_kv_heads),
         .has_imatrix = m->imatrix != NULL,
     };
     const char *why = NULL;
-    if ((rc = qfs_gguf_plan(mix, &pm, vf->tensors, vf->n_tensors, &why)) < 0) {
+    if (!mix->converter && (rc = qfs_gguf_plan(mix, &pm, vf->tensors, vf->n_tensors, &why)) < 0) {
         qfs_info("%s: not offering %s: %s (llama-quantize refuses it too)", m->dir, mix->name,
                  why ? why : strerror(-rc));
         goto fail;
@@ -208,9 +143,10 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
      * from the F16 file's), when the imatrix has an entry for them. */
     for (int i = 0; i < vf->n_tensors && m->imatrix && !mix->converter; i++) {
         struct qfs_vtensor *t = &vf->tensors[i];
-        const enum qfs_type stored = t->n_dims <= 1 ? QFS_TYPE_F32 : QFS_TYPE_F16;
+        const enum qfs_type was = m->gt.t[order[i]].f32 ? QFS_TYPE_F32 : stored;
+        const int64_t groups = t->nrows / t->group_rows;
         const struct qfs_imatrix_entry *e = qfs_imatrix_find(m->imatrix, t->name);
-        if (t->type != stored && e && e->n == t->row_elems) {
+        if (t->type != was && e && e->n == t->row_elems * (t->n_dims > 2 ? groups : 1)) {
             t->imatrix = e->values;
             qfs_hash128(e->values, (size_t)e->n * sizeof *e->values, &t->imatrix_hash);
         }
@@ -247,10 +183,7 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         t->nbytes = t->row_bytes * (uint64_t)t->nrows;
         t->offset = data; /* relative for now */
         data = align_up(data + t->nbytes);
-        t->rows_per_chunk = (int64_t)(CHUNK_TARGET / t->row_bytes);
-        if (t->rows_per_chunk < 1)
-            t->rows_per_chunk = 1;
-        t->n_chunks = (t->nrows + t->rows_per_chunk - 1) / t->rows_per_chunk;
+        qfs_vtensor_set_chunks(t, (int64_t)(CHUNK_TARGET / t->row_bytes));
         info_bytes += 8 + strlen(t->name) + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
     }
     const size_t kv_bytes = qfs_kvs_serialize(kv, NULL);
@@ -278,10 +211,12 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         t->offset += vf->head_len;
     }
     qfs_kvs_free(kv);
+    free(order);
     *out = vf;
     return 0;
 fail:
     qfs_kvs_free(kv);
+    free(order);
     qfs_vfile_free(vf);
     return rc;
 }

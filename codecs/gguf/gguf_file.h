@@ -25,8 +25,4 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type, struct qfs_vfile
  * convert_hf_to_gguf.py writes it for an F16 output. 0 or negative errno. */
 int qfs_gguf_base_metadata(struct qfs_model *m);
 
-/* GGUF name of HF tensor hf_name (malloc'd), or NULL with *skip set when the converter
- * drops the tensor (rotary inv_freq), or NULL with *skip clear when it is unknown. */
-char *qfs_gguf_tensor_name(const char *hf_name, int *skip);
-
 #endif

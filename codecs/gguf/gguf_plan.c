@@ -57,7 +57,7 @@ const struct qfs_gguf_mix *qfs_gguf_mix_find(const char *name)
     return NULL;
 }
 
-enum cat { C_OTHER, C_OUTPUT, C_TOKEN_EMBD, C_ATTN_V, C_ATTN_K, C_ATTN_Q, C_ATTN_OUT, C_FFN_UP, C_FFN_GATE, C_FFN_DOWN };
+enum cat { C_OTHER, C_OUTPUT, C_TOKEN_EMBD, C_ATTN_QKV, C_ATTN_V, C_ATTN_K, C_ATTN_Q, C_ATTN_OUT, C_FFN_UP, C_FFN_GATE, C_FFN_DOWN };
 
 static enum cat category(const char *name)
 {
@@ -69,6 +69,7 @@ static enum cat category(const char *name)
         const char *part;
         enum cat c;
     } parts[] = {
+        {"attn_qkv.weight", C_ATTN_QKV},
         {"attn_v.weight", C_ATTN_V},     {"attn_k.weight", C_ATTN_K}, {"attn_q.weight", C_ATTN_Q},
         {"attn_output.weight", C_ATTN_OUT}, {"ffn_up", C_FFN_UP},     {"ffn_gate", C_FFN_GATE},
         {"ffn_down", C_FFN_DOWN},
@@ -81,6 +82,9 @@ static enum cat category(const char *name)
 
 static bool is(const struct qfs_gguf_mix *m, const char *name) { return strcmp(m->name, name) == 0; }
 
+/* category_is_attn_v: the fused qkv tensor is as sensitive as attn_v, and counted with it */
+static bool attn_v_like(enum cat c) { return c == C_ATTN_V || c == C_ATTN_QKV; }
+
 static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
 static int64_t blck(enum qfs_type t)
@@ -90,16 +94,27 @@ static int64_t blck(enum qfs_type t)
 }
 
 struct counters {
-    int n_attn_v, i_attn_v, i_ffn_down, n_layers;
+    int n_attn_v, i_attn_v, i_ffn_down, i_ffn_gate, i_ffn_up, n_layers;
 };
 
-/* llama_tensor_get_type_impl for the mixes we offer (no experts, no falcon, no qkv). */
+/* layer_info: the layer of an ffn tensor is its counter, except in a MoE model, whose
+ * tensor order does not follow layers: then it is parsed from the name. */
+static int layer_of(const struct qfs_plan_model *pm, int counter, const char *name)
+{
+    int i = counter;
+    if (pm->n_expert > 1 && sscanf(name, "blk.%d.", &i) != 1)
+        i = counter;
+    return i;
+}
+
+/* llama_tensor_get_type_impl for the mixes we offer (no falcon, no MXFP4). */
 static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_model *pm,
                             struct counters *c, const struct qfs_vtensor *t, enum cat cat,
                             bool tied)
 {
     enum qfs_type ty = m->base;
     const int64_t gqa = pm->n_head_kv > 0 ? pm->n_head / pm->n_head_kv : 1;
+    const int64_t n_exp = pm->n_expert;
     const bool iq_low = is(m, "IQ2_XXS") || is(m, "IQ2_XS") || is(m, "IQ1_S") || is(m, "IQ2_S") ||
                         is(m, "IQ2_M") || is(m, "IQ1_M");
 
@@ -121,22 +136,26 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
     }
     if (iq_low) {
         const bool s_or_m = is(m, "IQ2_S") || is(m, "IQ2_M");
-        if (cat == C_ATTN_V) {
-            ty = gqa >= 4 ? T(Q4_K) : s_or_m ? T(IQ3_S) : T(Q2_K);
+        if (attn_v_like(cat)) {
+            ty = gqa >= 4 || n_exp >= 4 ? T(Q4_K) : s_or_m ? T(IQ3_S) : T(Q2_K);
             c->i_attn_v++;
+        } else if (n_exp == 8 && cat == C_ATTN_K) {
+            ty = T(Q4_K);
         } else if (cat == C_FFN_DOWN) {
             if (c->i_ffn_down < c->n_layers / 8)
                 ty = s_or_m ? T(IQ3_S) : T(Q2_K);
             c->i_ffn_down++;
         } else if (cat == C_ATTN_OUT) {
-            if (is(m, "IQ1_S") || is(m, "IQ1_M"))
+            if (n_exp == 8)
+                ty = T(Q5_K);
+            else if (is(m, "IQ1_S") || is(m, "IQ1_M"))
                 ty = T(IQ2_XXS);
             else if (s_or_m)
                 ty = T(IQ3_S);
         }
         return ty;
     }
-    if (cat == C_ATTN_V) {
+    if (attn_v_like(cat)) {
         if (is(m, "Q2_K"))
             ty = gqa >= 4 ? T(Q4_K) : T(Q3_K);
         else if (is(m, "Q2_K_S") && gqa >= 4)
@@ -159,10 +178,21 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
             ty = T(Q5_K);
         if (pm->is_70b && (ty == T(Q3_K) || ty == T(Q4_K)))
             ty = T(Q5_K);
+        if (n_exp == 8)
+            ty = T(Q8_0); /* "bumping this to Q8_0 trades just ~128MB" */
         c->i_attn_v++;
         return ty;
     }
-    if (cat == C_ATTN_K || cat == C_ATTN_Q) {
+    if (cat == C_ATTN_K) {
+        if (n_exp == 8)
+            return T(Q8_0);
+        if (is(m, "IQ3_XS"))
+            return T(IQ3_XXS);
+        if (is(m, "IQ3_XXS"))
+            return T(IQ2_S);
+        return ty;
+    }
+    if (cat == C_ATTN_Q) {
         if (is(m, "IQ3_XS"))
             return T(IQ3_XXS);
         if (is(m, "IQ3_XXS"))
@@ -170,7 +200,8 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
         return ty;
     }
     if (cat == C_FFN_DOWN) {
-        const int i = c->i_ffn_down++, n = c->n_layers;
+        const int i = layer_of(pm, c->i_ffn_down, t->name), n = c->n_layers;
+        c->i_ffn_down++;
         if (is(m, "Q2_K"))
             ty = T(Q3_K);
         else if (is(m, "Q2_K_S")) {
@@ -180,7 +211,7 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
             ty = i < n / 8 ? T(Q4_K) : T(Q3_K);
         else if (is(m, "Q3_K_M"))
             ty = i < n / 16 ? T(Q5_K) : T(Q4_K); /* (not falcon) || use_more_bits: always Q4_K */
-        else if (is(m, "IQ3_M") && i < n / 8)
+        else if (is(m, "IQ3_M") && (i < n / 8 || (n_exp == 8 && use_more_bits(i, n))))
             ty = T(Q4_K);
         else if (is(m, "Q3_K_L"))
             ty = T(Q5_K);
@@ -198,7 +229,12 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
         return ty;
     }
     if (cat == C_ATTN_OUT) {
-        if (is(m, "Q2_K"))
+        if (n_exp == 8) {
+            if (is(m, "Q2_K") || is(m, "IQ3_XS") || is(m, "IQ3_XXS") || is(m, "Q3_K_S") ||
+                is(m, "Q3_K_M") || is(m, "IQ4_NL") || is(m, "Q4_K_S") || is(m, "Q4_K_M") ||
+                is(m, "IQ3_S") || is(m, "IQ3_M") || is(m, "IQ4_XS"))
+                ty = T(Q5_K);
+        } else if (is(m, "Q2_K"))
             ty = T(Q3_K);
         else if (is(m, "IQ3_XXS"))
             ty = T(IQ3_S);
@@ -211,9 +247,10 @@ static enum qfs_type choose(const struct qfs_gguf_mix *m, const struct qfs_plan_
         return ty;
     }
     if (cat == C_FFN_GATE || cat == C_FFN_UP) {
-        int i = -1;
-        if (sscanf(t->name, "blk.%d.", &i) == 1 && is(m, "IQ3_XS") && i >= c->n_layers / 8 &&
-            i < 7 * c->n_layers / 8)
+        int *ctr = cat == C_FFN_GATE ? &c->i_ffn_gate : &c->i_ffn_up;
+        const int i = layer_of(pm, *ctr, t->name);
+        (*ctr)++;
+        if (is(m, "IQ3_XS") && i >= c->n_layers / 8 && i < 7 * c->n_layers / 8)
             ty = T(IQ3_XXS);
         return ty;
     }
@@ -276,7 +313,7 @@ static bool allows_quantization(const struct qfs_vtensor *t)
 {
     size_t n = strlen(t->name);
     return t->n_dims >= 2 && n >= 6 && strcmp(t->name + n - 6, "weight") == 0 &&
-           !strstr(t->name, "_norm.weight");
+           !strstr(t->name, "_norm.weight") && !strstr(t->name, "ffn_gate_inp.weight");
 }
 
 int qfs_gguf_plan(const struct qfs_gguf_mix *m, const struct qfs_plan_model *pm,
@@ -291,19 +328,13 @@ int qfs_gguf_plan(const struct qfs_gguf_mix *m, const struct qfs_plan_model *pm,
         enum cat cat = category(ts[i].name);
         if (cat == C_OUTPUT)
             tied = false;
-        if (cat == C_ATTN_V)
+        if (attn_v_like(cat))
             c.n_attn_v++;
     }
     for (int i = 0; i < n; i++) {
         struct qfs_vtensor *t = &ts[i];
-        if (m->converter) {
-            t->type = t->n_dims <= 1 ? T(F32) : m->base;
-            continue;
-        }
-        if (!allows_quantization(t)) {
-            t->type = t->n_dims <= 1 ? T(F32) : T(F16); /* as stored in the converter's F16 file */
-            continue;
-        }
+        if (!allows_quantization(t))
+            continue; /* keeps the type it has in the file llama-quantize reads */
         enum cat cat = category(t->name);
         enum qfs_type ty = choose(m, pm, &c, t, cat, tied);
         int rc = fallback(&ty, t->ne[0]);

@@ -23,11 +23,14 @@ const struct qfs_gguf_mix *qfs_gguf_mix_find(const char *name);
 /* What the plan needs to know about the model (llama_model hparams). */
 struct qfs_plan_model {
     int64_t n_layers, n_head, n_head_kv;
+    int64_t n_expert;  /* experts per MoE layer; 0 for a dense model */
     bool is_70b;       /* llama with 80 layers and GQA (LLM_TYPE_70B) */
     bool has_imatrix;
 };
 
-/* Set ts[i].type for the n tensors, given in llama-quantize's processing order.
+/* Set ts[i].type for the n tensors, given in llama-quantize's processing order with the
+ * type they have in the file llama-quantize reads (which a tensor it does not quantize
+ * keeps).
  * 0, or -ENOTSUP when llama-quantize would refuse the model for this mix (a tensor needs an
  * importance matrix that is absent, or a row size has no fallback); *why then says which
  * tensor (static storage, do not free). */

@@ -12,6 +12,8 @@
  * added token we keep its text (the two agree for every tokenizer we have seen). */
 #include "bpe_json.h"
 
+#include "../../util/json_file.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -49,19 +51,10 @@ static int vocab_alloc(struct qfs_vocab *v, size_t n, bool scores)
 
 int qfs_bpe_json_load(const char *path, json_t **root)
 {
-    json_error_t err;
-    *root = json_load_file(path, 0, &err);
-    if (!*root) {
-        if (json_error_code(&err) == json_error_cannot_open_file) {
-            FILE *f = fopen(path, "r");
-            if (!f)
-                return errno == ENOENT ? -ENOENT : -errno;
-            fclose(f);
-        }
-        if (json_error_code(&err) == json_error_out_of_memory)
-            return -ENOMEM;
-        qfs_err("%s: not valid JSON: %s (line %d, column %d)", path, err.text, err.line, err.column);
-        return -EINVAL;
+    int rc = qfs_json_load(path, QFS_JSON_MAX_TOKENIZER, 0, root);
+    if (rc < 0) {
+        *root = NULL;
+        return rc;
     }
     if (!json_is_object(*root)) {
         qfs_err("%s: top level is not a JSON object", path);

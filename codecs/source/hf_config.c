@@ -10,28 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../util/json_file.h"
 #include "../../util/log.h"
-
-/* The architectures we convert: HF class name, ours, and the GGUF general.architecture. */
-static const struct {
-    const char *hf;
-    enum qfs_arch arch;
-    const char *gguf;
-} arches[] = {
-    {"LlamaForCausalLM", QFS_ARCH_LLAMA, "llama"},
-    /* llama.cpp's converter writes Mistral HF models as arch llama */
-    {"MistralForCausalLM", QFS_ARCH_MISTRAL, "llama"},
-    {"Qwen2ForCausalLM", QFS_ARCH_QWEN2, "qwen2"},
-};
-#define N_ARCHES (sizeof arches / sizeof arches[0])
-
-const char *qfs_arch_gguf_name(enum qfs_arch a)
-{
-    for (size_t i = 0; i < N_ARCHES; i++)
-        if (arches[i].arch == a)
-            return arches[i].gguf;
-    return NULL;
-}
+#include "arch.h"
 
 /* Load dir/name as a JSON object.  optional: a missing file gives 0 and *out NULL.
  * Negative errno, logged with the file name. */
@@ -47,22 +28,15 @@ static int load_json(const char *dir, const char *name, bool optional, json_t **
         rc = -ENOMEM;
         goto fail;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        if (optional && rc == -ENOENT) {
-            free(path);
-            return 0;
-        }
-        qfs_err("%s: %s", path, strerror(-rc));
-        goto fail;
+    rc = qfs_json_load(path, QFS_JSON_MAX_CONFIG, JSON_REJECT_DUPLICATES, &root);
+    if (rc == -ENOENT && optional) {
+        free(path);
+        return 0;
     }
-    json_error_t jerr;
-    root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        qfs_err("%s: invalid JSON: %s (line %d, column %d)", path, jerr.text, jerr.line,
-                jerr.column);
-        rc = -EINVAL;
+    if (rc == -ENOENT)
+        qfs_err("%s: %s", path, strerror(-rc));
+    if (rc < 0) {
+        root = NULL;
         goto fail;
     }
     if (!json_is_object(root)) {
@@ -188,6 +162,9 @@ void qfs_hf_config_free(struct qfs_hf_config *cfg)
 {
     if (!cfg)
         return;
+    json_decref(cfg->json);
+    json_decref(cfg->gen);
+    free(cfg->file);
     free(cfg->arch_name);
     free(cfg->rope_scaling_type);
     memset(cfg, 0, sizeof *cfg);
@@ -217,15 +194,20 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
         rc = -EINVAL;
         goto fail;
     }
-    size_t ai = 0;
-    while (ai < N_ARCHES && strcmp(arches[ai].hf, an) != 0)
-        ai++;
-    if (ai == N_ARCHES) {
+    c.arch = qfs_arch_find(an);
+    if (!c.arch) {
         qfs_err("%s: unsupported architecture %s", file, an);
         rc = -ENOTSUP;
         goto fail;
     }
-    c.arch = arches[ai].arch;
+    for (const char *const *k = c.arch->needs; k && *k; k++) {
+        json_t *v = json_object_get(root, *k);
+        if (!v || json_is_null(v)) {
+            qfs_err("%s: missing key %s, which %s needs", file, *k, an);
+            rc = -EINVAL;
+            goto fail;
+        }
+    }
     c.arch_name = strdup(an);
     if (!c.arch_name) {
         qfs_err("%s: out of memory", file);
@@ -246,6 +228,15 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
         qfs_err("%s: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
                 "vocab_size and max_position_embeddings must be positive",
                 file);
+        rc = -EINVAL;
+        goto fail;
+    }
+    /* GGUF stores these as uint32; the tensors bound them further (arch.c checks). */
+    if (c.hidden_size > UINT32_MAX || c.intermediate_size > UINT32_MAX ||
+        c.n_layers > UINT32_MAX || c.n_heads > UINT32_MAX || c.vocab_size > UINT32_MAX ||
+        c.max_position_embeddings > UINT32_MAX) {
+        qfs_err("%s: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
+                "vocab_size and max_position_embeddings must be below 2^32", file);
         rc = -EINVAL;
         goto fail;
     }
@@ -293,8 +284,7 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
     }
 
     bool sw_on = true;
-    if (c.arch == QFS_ARCH_QWEN2 &&
-        (rc = get_bool(file, root, "use_sliding_window", false, &sw_on)))
+    if ((rc = get_bool(file, root, "use_sliding_window", true, &sw_on)))
         goto fail;
     if ((rc = get_int(file, root, "sliding_window", false, 0, &c.sliding_window)))
         goto fail;
@@ -311,10 +301,18 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
     if ((rc = get_token_id(file, root, "bos_token_id", &has_bos, &c.bos_token_id)) ||
         (rc = get_token_id(file, root, "eos_token_id", &has_eos, &c.eos_token_id)))
         goto fail;
+    /* generation_config.json: the special ids config.json lacks, and the sampling
+     * defaults of the GGUF metadata.  The converter ignores one it cannot parse; we do
+     * too, unless an id must come from it. */
+    rc = load_json(dir, "generation_config.json", true, &gen);
+    if (rc && rc != -ENOMEM && has_bos && has_eos) {
+        qfs_warn("%s/generation_config.json: ignored (see above)", dir);
+        rc = 0;
+        gen = NULL;
+    }
+    if (rc)
+        goto fail;
     if (!has_bos || !has_eos) {
-        rc = load_json(dir, "generation_config.json", true, &gen);
-        if (rc)
-            goto fail;
         if (gen) {
             char *gfile = NULL;
             if (asprintf(&gfile, "%s/generation_config.json", dir) < 0) {
@@ -333,9 +331,9 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
         }
     }
 
-    json_decref(gen);
-    json_decref(root);
-    free(file);
+    c.json = root;
+    c.gen = gen;
+    c.file = file;
     *cfg = c;
     return 0;
 fail:
@@ -344,4 +342,67 @@ fail:
     json_decref(root);
     free(file);
     return rc;
+}
+
+/* The typed accessors of qfs_hf_config's JSON, for the architecture table's steps. */
+static json_t *member(json_t *o, const char *key, bool *found)
+{
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    *found = v && !json_is_null(v);
+    return *found ? v : NULL;
+}
+
+static int as_int(const char *file, const char *key, json_t *v, int64_t *out)
+{
+    if (!json_is_integer(v)) {
+        qfs_err("%s: key %s is not an integer", file, key);
+        return -EINVAL;
+    }
+    *out = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int as_num(const char *file, const char *key, json_t *v, double *out)
+{
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        qfs_err("%s: key %s is not a finite number", file, key);
+        return -EINVAL;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+int qfs_hf_int(const struct qfs_hf_config *c, const char *key, bool *found, int64_t *out)
+{
+    json_t *v = member(c->json, key, found);
+    return v ? as_int(c->file, key, v, out) : 0;
+}
+
+int qfs_hf_num(const struct qfs_hf_config *c, const char *key, bool *found, double *out)
+{
+    json_t *v = member(c->json, key, found);
+    return v ? as_num(c->file, key, v, out) : 0;
+}
+
+int qfs_hf_bool(const struct qfs_hf_config *c, const char *key, bool *found, bool *out)
+{
+    json_t *v = member(c->json, key, found);
+    if (!v)
+        return 0;
+    if (!json_is_boolean(v)) {
+        qfs_err("%s: key %s is not a boolean", c->file, key);
+        return -EINVAL;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+int qfs_hf_rope_num(const struct qfs_hf_config *c, const char *key, bool *found, double *out)
+{
+    bool f;
+    json_t *rs = member(c->json, "rope_parameters", &f);
+    if (!rs)
+        rs = member(c->json, "rope_scaling", &f);
+    json_t *v = json_is_object(rs) ? member(rs, key, found) : (*found = false, NULL);
+    return v ? as_num(c->file, key, v, out) : 0;
 }

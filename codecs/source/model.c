@@ -29,6 +29,7 @@ void qfs_model_close(struct qfs_model *m)
         for (int i = 0; i < m->st->n_tensors; i++)
             pthread_mutex_destroy(&m->memos[i].lock);
     free(m->memos);
+    qfs_arch_tensors_free(&m->gt);
     qfs_kvs_free(m->kv);
     qfs_st_close(m->st);
     qfs_hf_config_free(&m->cfg);
@@ -80,25 +81,20 @@ static int load_imatrix(struct qfs_model *m, const struct qfs_model_opts *o)
         return rc;
     }
     if (rc == 0) {
-        /* every tensor of the GGUF file is a possible entry; its row length must match */
-        const int nt = m->st->n_tensors;
+        /* every converted tensor is a possible entry; its row length (times the experts
+         * of a stacked tensor) must match */
+        const int nt = m->gt.n;
         int n = 0;
-        char **names = calloc((size_t)nt + 1, sizeof *names);
+        const char **names = calloc((size_t)nt + 1, sizeof *names);
         int64_t *ne0 = calloc((size_t)nt + 1, sizeof *ne0);
         rc = names && ne0 ? 0 : -ENOMEM;
         for (int i = 0; i < nt && rc == 0; i++) {
-            const struct qfs_st_tensor *s = &m->st->tensors[i];
-            int skip;
-            char *name = qfs_gguf_tensor_name(s->name, &skip);
-            if (!name)
-                continue;
-            names[n] = name;
-            ne0[n++] = s->shape[s->n_dims - 1] * (s->n_dims > 2 ? s->shape[s->n_dims - 3] : 1);
+            const struct qfs_mtensor *t = &m->gt.t[i];
+            names[n] = t->name;
+            ne0[n++] = t->ne[0] * (t->n_dims > 2 ? t->ne[2] : 1);
         }
         if (rc == 0)
-            rc = qfs_imatrix_check(im, (const char *const *)names, ne0, n);
-        for (int i = 0; i < n; i++)
-            free(names[i]);
+            rc = qfs_imatrix_check(im, names, ne0, n);
         free(names);
         free(ne0);
         if (rc == -ENOMEM) {
@@ -204,16 +200,9 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
     for (int i = 0; i < m->st->n_tensors; i++) {
         pthread_mutex_init(&m->memos[i].lock, NULL);
         m->memos[i].shard = &m->st->shards[m->st->tensors[i].shard];
-        int skip;
-        char *name = qfs_gguf_tensor_name(m->st->tensors[i].name, &skip);
-        if (name) {
-            int64_t n = 1;
-            for (int d = 0; d < m->st->tensors[i].n_dims; d++)
-                n *= m->st->tensors[i].shape[d];
-            m->n_params += n;
-        }
-        free(name);
     }
+    if ((rc = qfs_arch_convert(m, &m->gt)) < 0)
+        goto fail;
     if ((rc = qfs_gguf_base_metadata(m)) < 0)
         goto fail;
     if ((rc = load_imatrix(m, o)) < 0)
@@ -270,19 +259,17 @@ void qfs_model_mark_stale(struct qfs_model *m)
                  "files answer EIO until the next rescan", m->dir);
 }
 
-int qfs_model_check_source(struct qfs_model *m, int shard)
+int qfs_model_check_sources(struct qfs_model *m)
 {
     if (atomic_load_explicit(&m->stale, memory_order_relaxed))
         return -ESTALE;
-    if (shard < 0 || shard >= m->st->n_shards)
-        return -EINVAL;
-    const struct qfs_st_shard *sh = &m->st->shards[shard];
-    struct stat st;
-    if (fstat(sh->fd, &st) < 0 || st.st_dev != sh->dev || st.st_ino != sh->ino ||
-        (uint64_t)st.st_size != sh->size ||
-        (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != sh->mtime_ns) {
-        qfs_model_mark_stale(m);
-        return -ESTALE;
+    for (int i = 0; i < m->st->n_shards; i++) {
+        const struct qfs_st_shard *sh = &m->st->shards[i];
+        struct stat st;
+        if (fstat(sh->fd, &st) < 0 || !qfs_st_identity_eq(sh, &st)) {
+            qfs_model_mark_stale(m);
+            return -ESTALE;
+        }
     }
     return 0;
 }

@@ -8,6 +8,7 @@
 #define QFS_MODEL_H
 
 #include "../gguf/gguf_kv.h"
+#include "arch.h"
 #include "hf_config.h"
 #include "imatrix.h"
 #include "safetensors.h"
@@ -26,7 +27,9 @@ struct qfs_model {
     struct qfs_vfile *awq_config; /* with awq_file: the config.json of <model>.awq/, a
                                      header-only file (no tensors); else NULL */
     struct qfs_src_memo *memos; /* one per st->tensors entry */
-    int64_t n_params;          /* elements of all GGUF tensors (size label) */
+    struct qfs_arch_tensors gt; /* the converted tensors (cfg.arch applied), in the
+                                   converter's order: what every GGUF file is made of */
+    int64_t n_params;          /* elements of all converted tensors (size label) */
     struct qfs_imatrix *imatrix; /* the importance matrix in use, or NULL */
     int awq_group;             /* group size of the AWQ file (32, 64 or 128), 0: not asked
                                   for (-o noawq) */
@@ -49,10 +52,10 @@ struct qfs_model_opts {
  * 0 or negative errno (the reason was logged, naming the file). */
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);
-/* Does shard `shard` of m still have the identity it was described from (fstat of the
- * kept fd: dev, ino, size, mtime_ns)?  0, or -ESTALE (then, and for ever after, m->stale
- * is set: the model must be described again).  Thread-safe. */
-int qfs_model_check_source(struct qfs_model *m, int shard);
+/* Does every shard of m still have the identity it was described from (fstat of the kept
+ * fds: qfs_st_identity_eq)?  0, or -ESTALE (then, and for ever after, m->stale is set: the
+ * model must be described again).  Thread-safe. */
+int qfs_model_check_sources(struct qfs_model *m);
 /* Mark m stale (its mapped bytes can no longer be trusted).  Thread-safe. */
 void qfs_model_mark_stale(struct qfs_model *m);
 /* Lookup by virtual file name; NULL when absent. */

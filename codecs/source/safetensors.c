@@ -12,6 +12,8 @@
  * Every failure logs one line naming the file and returns a negative errno. */
 #include "safetensors.h"
 
+#include "../../cache/cache.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -344,6 +346,7 @@ static int load_file(const char *path, const char *root_real, unsigned flags, st
     f->sh.dev = st.st_dev;
     f->sh.ino = st.st_ino;
     f->sh.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    f->sh.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
     if (st.st_size < 8) {
         qfs_err("%s: file size %lld is too short for the 8-byte header length", path,
                 (long long)st.st_size);
@@ -963,4 +966,18 @@ int qfs_st_write_stream(const char *path, const struct qfs_st_wtensor *t, int n,
         return -EINVAL;
     }
     return st_write(path, t, n, fill, ctx, chunk);
+}
+
+int qfs_st_identity_eq(const struct qfs_st_shard *sh, const struct stat *st)
+{
+    return st->st_dev == sh->dev && st->st_ino == sh->ino && (uint64_t)st->st_size == sh->size &&
+           (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec == sh->mtime_ns &&
+           (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec == sh->ctime_ns;
+}
+
+void qfs_st_file_id(const struct qfs_st_shard *sh, struct qfs_file_id *id)
+{
+    *id = (struct qfs_file_id){.dev = (uint64_t)sh->dev, .ino = (uint64_t)sh->ino,
+                               .size = sh->size, .mtime_ns = sh->mtime_ns,
+                               .ctime_ns = sh->ctime_ns};
 }

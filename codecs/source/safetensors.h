@@ -12,6 +12,7 @@
 #define QFS_SAFETENSORS_H
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "../../kernels/qtypes.h"
@@ -49,6 +50,8 @@ struct qfs_st_shard {
     dev_t dev;
     ino_t ino;
     int64_t mtime_ns;
+    int64_t ctime_ns; /* what userspace cannot set back: a rewrite with a restored mtime
+                         still changes it */
 };
 
 struct qfs_st_model {
@@ -80,6 +83,13 @@ int qfs_st_open(const char *dir, const char *root, struct qfs_st_model **out);
  * those of qfs_st_open, and -EINVAL for an unknown flag. */
 int qfs_st_open_file(const char *path, unsigned flags, struct qfs_st_model **out);
 void qfs_st_close(struct qfs_st_model *m);
+/* Does st (an fstat of the shard's kept fd) still show the identity sh was read with:
+ * device, inode, size, mtime and ctime?  Cannot fail. */
+int qfs_st_identity_eq(const struct qfs_st_shard *sh, const struct stat *st);
+struct qfs_file_id;
+/* sh's identity as the cache remembers source hashes under it.  Cannot fail. */
+void qfs_st_file_id(const struct qfs_st_shard *sh, struct qfs_file_id *id);
+
 /* NULL when absent. */
 const struct qfs_st_tensor *qfs_st_find(const struct qfs_st_model *m, const char *name);
 

@@ -26,8 +26,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "arch.h"
 #include "bpe_json.h"
 #include "sentencepiece.h"
+#include "util/json_file.h"
 #include "util/log.h"
 
 #define MAX_TYPES 12 /* the fixed set of special token kinds below */
@@ -86,11 +88,10 @@ static int load_opt_json(const char *dir, const char *name, json_t **out, bool n
         return -ENOMEM;
     int rc = 0;
     if (is_file(p)) {
-        json_error_t err;
-        *out = json_load_file(p, 0, &err);
-        if (!*out) {
-            qfs_err("%s: not valid JSON: %s (line %d)", p, err.text, err.line);
-            rc = -EINVAL;
+        rc = qfs_json_load(p, strcmp(name, "tokenizer.json") ? QFS_JSON_MAX_CONFIG
+                                                             : QFS_JSON_MAX_TOKENIZER, 0, out);
+        if (rc < 0) {
+            *out = NULL;
         } else if (need_object && !json_is_object(*out)) {
             qfs_err("%s: top level is not a JSON object", p);
             json_decref(*out);
@@ -457,10 +458,9 @@ static json_t *chat_template_from_files(const char *dir)
     free(p);
     p = path_join(dir, "chat_template.json");
     if (p && is_file(p)) {
-        json_error_t err;
-        json_t *j = json_load_file(p, 0, &err);
-        if (!j)
-            qfs_warn("%s: not valid JSON: %s", p, err.text);
+        json_t *j = NULL;
+        if (qfs_json_load(p, QFS_JSON_MAX_CONFIG, 0, &j) < 0)
+            qfs_warn("%s: ignored (see above)", p);
         res = json_incref(json_object_get(j, "chat_template"));
         json_decref(j);
     }
@@ -783,8 +783,43 @@ static bool parse_id(const char *s, int64_t *out)
     return true;
 }
 
-/* _create_vocab_sentencepiece */
-static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg_vocab, struct qfs_vocab *v)
+/* Phi3MiniModel.set_vocab, last step: tokenizer.json's added_tokens, if the file exists. */
+static int phi3_added_tokens(const char *dir, struct qfs_vocab *v)
+{
+    json_t *tj = NULL;
+    int rc = load_opt_json(dir, "tokenizer.json", &tj, true);
+    if (rc || !tj)
+        return rc;
+    json_t *added = json_object_get(tj, "added_tokens");
+    size_t i;
+    json_t *e;
+    json_array_foreach(added, i, e) {
+        json_t *jid = json_object_get(e, "id");
+        const char *content = json_string_value(json_object_get(e, "content"));
+        if (!json_is_integer(jid) || !content) {
+            qfs_err("%s/tokenizer.json: added token %zu is malformed", dir, i);
+            rc = -EINVAL;
+            break;
+        }
+        const json_int_t id = json_integer_value(jid);
+        if (id < 0 || (uint64_t)id >= v->n) {
+            qfs_warn("%s/tokenizer.json: ignore token %lld: id is out of range", dir, (long long)id);
+            continue;
+        }
+        rc = set_token(v, (size_t)id, content, -1000.0f,
+                       truthy(json_object_get(e, "special")) ? QFS_SP_CONTROL : QFS_SP_USER_DEFINED);
+        if (rc)
+            break;
+    }
+    json_decref(tj);
+    return rc;
+}
+
+/* _create_vocab_sentencepiece; phi3: Phi3MiniModel.set_vocab's own reading of the same
+ * files (added_tokens_decoder: USER_DEFINED unless "special", no look-alike test, no space
+ * normalisation; then tokenizer.json's added tokens the same way). */
+static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg_vocab, bool phi3,
+                               struct qfs_vocab *v)
 {
     struct qfs_sp_model sp;
     json_t *added = NULL, *tc = NULL;
@@ -871,7 +906,11 @@ static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg
         }
         if (v->types[id] != QFS_SP_UNUSED && strcmp(v->text[id], content) != 0)
             qfs_warn("tokenizer: replacing token %" PRId64 ": '%s' -> '%s'", id, v->text[id], content);
-        if (truthy(json_object_get(val, "special")) || qfs_token_looks_special(content)) {
+        if (phi3) {
+            rc = set_token(v, (size_t)id, content, -1000.0f,
+                           truthy(json_object_get(val, "special")) ? QFS_SP_CONTROL
+                                                                   : QFS_SP_USER_DEFINED);
+        } else if (truthy(json_object_get(val, "special")) || qfs_token_looks_special(content)) {
             rc = set_token(v, (size_t)id, content, -1000.0f, QFS_SP_CONTROL);
         } else {
             /* pre-normalize user-defined spaces: U+2581 -> ' ' */
@@ -894,6 +933,8 @@ static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg
         if (rc)
             goto fail;
     }
+    if (phi3 && (rc = phi3_added_tokens(dir, v)) < 0)
+        goto fail;
     goto out;
 nomem:
     rc = -ENOMEM;
@@ -913,7 +954,8 @@ int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, stru
     json_t *tokenizer = NULL;
     struct qfs_vocab v = { 0 };
     int rc = 0;
-    bool llama = cfg->arch == QFS_ARCH_LLAMA || cfg->arch == QFS_ARCH_MISTRAL;
+    const enum qfs_vocab_path path = cfg->arch->vocab;
+    const bool llama = path == QFS_VOCAB_LLAMA;
 
     if (!sp_path || !tj_path) {
         rc = -ENOMEM;
@@ -936,13 +978,35 @@ int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, stru
         if (rc)
             goto out;
     }
-    if (is_file(sp_path)) {
-        /* _set_vocab_sentencepiece */
-        rc = vocab_sentencepiece(dir, sp_path, cfg->vocab_size, &v);
+    bool gpt2_class = false;
+    if (path == QFS_VOCAB_PHI3) { /* Phi-4 ships a GPT-2 tokenizer */
+        json_t *tc = NULL;
+        rc = load_opt_json(dir, "tokenizer_config.json", &tc, true);
+        const char *cls = json_string_value(json_object_get(tc, "tokenizer_class"));
+        if (!rc && tc && !cls) {
+            qfs_err("%s/tokenizer_config.json: no tokenizer_class, which Phi-3's converter reads",
+                    dir);
+            rc = -EINVAL;
+        }
+        gpt2_class = cls && !strcmp(cls, "GPT2Tokenizer");
+        json_decref(tc);
+        if (rc)
+            goto out;
+        if (!gpt2_class && !is_file(sp_path)) {
+            qfs_err("%s: no tokenizer.model, which Phi-3's converter needs", dir);
+            rc = -ENOENT;
+            goto out;
+        }
+    }
+    if (is_file(sp_path) && path != QFS_VOCAB_GPT2 && !gpt2_class) {
+        /* _set_vocab_sentencepiece (Phi-3: its own reader of the same files) */
+        rc = vocab_sentencepiece(dir, sp_path, cfg->vocab_size, path == QFS_VOCAB_PHI3, &v);
         if (!rc)
             rc = write_vocab(kv, "llama", "default", &v);
         if (!rc)
             rc = special_vocab_write(kv, dir, tokenizer, (int64_t)v.n, false);
+        if (!rc && path == QFS_VOCAB_GEMMA)
+            rc = qfs_kvs_set_bool(kv, "tokenizer.ggml.add_space_prefix", false);
     } else if (!tokenizer) {
         qfs_err("%s: no tokenizer.model or tokenizer.json", dir);
         rc = -ENOENT;

@@ -22,7 +22,8 @@ struct chunk_fill {
  * requested: the model must be described again).  m NULL: not checked (tests, tools). */
 static int source_check(struct qfs_model *m, const struct qfs_vtensor *t)
 {
-    if (!m || qfs_model_check_source(m, t->src->shard) == 0)
+    (void)t;
+    if (!m || qfs_model_check_sources(m) == 0)
         return 0;
     qfs_live_poke();
     return -EIO;
@@ -178,12 +179,11 @@ ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *v
             pos = stop;
             continue;
         }
-        uint64_t rel = pos - t->offset;
-        uint64_t full = (uint64_t)t->rows_per_chunk * t->row_bytes;
-        if (full == 0)
+        uint64_t rel = pos - t->offset, cstart;
+        if (t->rows_per_chunk <= 0 || t->row_bytes == 0)
             return -EIO;
-        int64_t chunk = (int64_t)(rel / full);
-        uint64_t skip = rel - (uint64_t)chunk * full;
+        int64_t chunk = qfs_vtensor_chunk_at(t, rel, &cstart);
+        uint64_t skip = rel - cstart;
         uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
         if (skip >= clen)
             return -EIO; /* inconsistent layout: never loop forever */

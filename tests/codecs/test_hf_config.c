@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <math.h>
 
+#include "codecs/source/arch.h"
 #include "codecs/source/hf_config.h"
 #include "testutil.h"
 
@@ -67,14 +68,14 @@ static void test_defaults(void)
     char *d = model_dir("{\"architectures\": [\"LlamaForCausalLM\"], " BASE "}", NULL);
     memset(&c, 0, sizeof c);
     EXPECT_LOAD(d, 0, NULL, NULL, &c);
-    CHECK(c.arch == QFS_ARCH_LLAMA && strcmp(c.arch_name, "LlamaForCausalLM") == 0);
+    CHECK(c.arch == qfs_arch_find("LlamaForCausalLM") && strcmp(c.arch_name, "LlamaForCausalLM") == 0);
     CHECK(c.hidden_size == 64 && c.intermediate_size == 128 && c.n_layers == 2);
     CHECK(c.n_heads == 4 && c.n_kv_heads == 4 && c.head_dim == 16);
     CHECK(c.vocab_size == 320 && c.max_position_embeddings == 256);
     CHECK(c.rms_norm_eps == 1e-6 && !c.has_rope_theta && !c.tie_word_embeddings);
     CHECK(c.rope_scaling_type == NULL && c.rope_orig_ctx == 0 && c.sliding_window == 0);
     CHECK(c.bos_token_id == -1 && c.eos_token_id == -1);
-    CHECK(strcmp(qfs_arch_gguf_name(c.arch), "llama") == 0);
+    CHECK(strcmp(c.arch->gguf, "llama") == 0);
     qfs_hf_config_free(&c);
     free(d);
 }
@@ -91,7 +92,7 @@ static void test_full(void)
                         "\"factor\": 4.0}}",
                         "{\"bos_token_id\": 7, \"eos_token_id\": [9, 10]}");
     EXPECT_LOAD(d, 0, NULL, NULL, &c);
-    CHECK(c.arch == QFS_ARCH_MISTRAL && strcmp(qfs_arch_gguf_name(c.arch), "llama") == 0);
+    CHECK(c.arch == qfs_arch_find("MistralForCausalLM") && strcmp(c.arch->gguf, "llama") == 0);
     CHECK(c.n_kv_heads == 2 && c.head_dim == 32 && c.rms_norm_eps == 1e-5);
     CHECK(c.has_rope_theta && c.rope_theta == 1e6 && c.tie_word_embeddings);
     CHECK(c.sliding_window == 4096);
@@ -111,7 +112,7 @@ static void test_full(void)
                   "{\"bos_token_id\": 7, \"eos_token_id\": 9}");
     memset(&c, 0, sizeof c);
     EXPECT_LOAD(d, 0, NULL, NULL, &c);
-    CHECK(c.arch == QFS_ARCH_QWEN2 && strcmp(qfs_arch_gguf_name(c.arch), "qwen2") == 0);
+    CHECK(c.arch == qfs_arch_find("Qwen2ForCausalLM") && strcmp(c.arch->gguf, "qwen2") == 0);
     CHECK(c.sliding_window == 0);
     CHECK(c.rope_scaling_type && strcmp(c.rope_scaling_type, "yarn") == 0);
     CHECK(c.rope_scaling_factor == 2.0 && c.rope_orig_ctx == 128);
@@ -210,7 +211,7 @@ static void test_fixture(void)
     struct qfs_hf_config c;
     memset(&c, 0, sizeof c);
     EXPECT_LOAD(dir, 0, NULL, NULL, &c);
-    CHECK(c.arch == QFS_ARCH_LLAMA && c.hidden_size == 256 && c.intermediate_size == 768);
+    CHECK(c.arch == qfs_arch_find("LlamaForCausalLM") && c.hidden_size == 256 && c.intermediate_size == 768);
     CHECK(c.n_layers == 4 && c.n_heads == 8 && c.n_kv_heads == 4 && c.head_dim == 32);
     CHECK(c.vocab_size == 4096 && c.max_position_embeddings == 512);
     CHECK(c.rms_norm_eps == 1e-5 && c.has_rope_theta && c.rope_theta == 10000.0);

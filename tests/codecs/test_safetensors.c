@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/wait.h>
 
+#include "codecs/source/arch.h"
 #include "codecs/source/hf_config.h"
 #include "codecs/source/safetensors.h"
 #include "testutil.h"
@@ -770,7 +771,7 @@ static void test_genmodel(const char *exe, const char *base)
     CHECK(run(exe, argv) == 0);
     struct qfs_hf_config c;
     CHECK(qfs_hf_config_load(out, &c) == 0);
-    CHECK(c.arch == QFS_ARCH_MISTRAL && c.n_layers == 3 && c.vocab_size == 300);
+    CHECK(c.arch == qfs_arch_find("MistralForCausalLM") && c.n_layers == 3 && c.vocab_size == 300);
     CHECK(c.hidden_size == 64 && c.n_heads == 4 && c.n_kv_heads == 2 && c.head_dim == 16);
     CHECK(c.bos_token_id == 1 && c.eos_token_id == 2 && !c.tie_word_embeddings);
     struct qfs_st_model *m = EXPECT_OPEN(out, base, 0, NULL, NULL);

@@ -17,6 +17,7 @@
 
 #include "codecs/source/bpe_json.h"
 #include "codecs/gguf/gguf_kv.h"
+#include "codecs/source/arch.h"
 #include "codecs/source/hf_config.h"
 #include "codecs/source/sentencepiece.h"
 #include "codecs/source/tokenizer.h"
@@ -268,7 +269,7 @@ static int cmp_scalar(const char *model, const struct kvrec *k, json_t *v)
 }
 
 /* Run the converter for dir; fill recs (tokenizer.* only). */
-static size_t run_model(const char *dir, enum qfs_arch arch, int64_t vocab, struct kvrec *recs, size_t cap, int *rc,
+static size_t run_model(const char *dir, const struct qfs_arch *arch, int64_t vocab, struct kvrec *recs, size_t cap, int *rc,
                         uint8_t **bufp)
 {
     struct qfs_hf_config cfg = { .arch = arch, .vocab_size = vocab };
@@ -292,7 +293,7 @@ static void free_recs(struct kvrec *r, size_t n)
     for (size_t i = 0; i < n; i++) free(r[i].key);
 }
 
-static void check_reference(const char *model, enum qfs_arch arch, int64_t vocab)
+static void check_reference(const char *model, const struct qfs_arch *arch, int64_t vocab)
 {
     char dir[4096], ref[4096];
     snprintf(dir, sizeof dir, "%s/models/%s", shared, model);
@@ -338,7 +339,7 @@ static void check_qwen2(void)
     struct kvrec recs[64];
     int rc;
     uint8_t *buf;
-    size_t n = run_model(dir, QFS_ARCH_QWEN2, 151936, recs, 64, &rc, &buf);
+    size_t n = run_model(dir, qfs_arch_find("Qwen2ForCausalLM"), 151936, recs, 64, &rc, &buf);
     if (rc) { FAIL("qwen2: qfs_tokenizer_to_gguf = %d", rc); json_decref(r); return; }
     /* tokens, types, merges are the reference; the other keys (older converter) are checked
      * for value where both have them */
@@ -410,7 +411,7 @@ static uint8_t *slurp(const char *path, size_t *n)
     return b;
 }
 
-static void expect_rc(const char *what, enum qfs_arch arch, int64_t vocab, int want)
+static void expect_rc(const char *what, const struct qfs_arch *arch, int64_t vocab, int want)
 {
     struct qfs_hf_config cfg = { .arch = arch, .vocab_size = vocab };
     struct qfs_kvs *kv = qfs_kvs_new();
@@ -429,28 +430,28 @@ static void check_malformed(void)
     uint8_t *sp = slurp(p, &n);
     if (!sp) { FAIL("cannot read %s", p); return; }
 
-    expect_rc("no tokenizer files", QFS_ARCH_LLAMA, 4096, -ENOENT);
+    expect_rc("no tokenizer files", qfs_arch_find("LlamaForCausalLM"), 4096, -ENOENT);
     put_file("tokenizer.model", sp, n / 2 + 1);
-    expect_rc("truncated tokenizer.model", QFS_ARCH_LLAMA, 4096, -EINVAL);
+    expect_rc("truncated tokenizer.model", qfs_arch_find("LlamaForCausalLM"), 4096, -EINVAL);
     static const uint8_t garbage[] = { 0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x33 };
     put_file("tokenizer.model", garbage, sizeof garbage);
-    expect_rc("garbage protobuf (overlong varint)", QFS_ARCH_LLAMA, 4096, -EINVAL);
+    expect_rc("garbage protobuf (overlong varint)", qfs_arch_find("LlamaForCausalLM"), 4096, -EINVAL);
     static const uint8_t group[] = { 0x0b, 0x0c };
     put_file("tokenizer.model", group, sizeof group);
-    expect_rc("garbage protobuf (group wire type)", QFS_ARCH_LLAMA, 4096, -EINVAL);
+    expect_rc("garbage protobuf (group wire type)", qfs_arch_find("LlamaForCausalLM"), 4096, -EINVAL);
     put_file("tokenizer.model", "", 0);
-    expect_rc("empty tokenizer.model", QFS_ARCH_LLAMA, 4096, -EINVAL);
+    expect_rc("empty tokenizer.model", qfs_arch_find("LlamaForCausalLM"), 4096, -EINVAL);
     rm_file("tokenizer.model");
     put_file("tokenizer.json", "{\"model\": {\"vocab\": ", 20);
-    expect_rc("tokenizer.json not JSON", QFS_ARCH_QWEN2, 100, -EINVAL);
+    expect_rc("tokenizer.json not JSON", qfs_arch_find("Qwen2ForCausalLM"), 100, -EINVAL);
     put_file("tokenizer.json", "[1,2]", 5);
-    expect_rc("tokenizer.json not an object", QFS_ARCH_QWEN2, 100, -EINVAL);
+    expect_rc("tokenizer.json not an object", qfs_arch_find("Qwen2ForCausalLM"), 100, -EINVAL);
     const char *neg = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -3}}}";
     put_file("tokenizer.json", neg, strlen(neg));
-    expect_rc("tokenizer.json negative id", QFS_ARCH_QWEN2, 100, -EINVAL);
+    expect_rc("tokenizer.json negative id", qfs_arch_find("Qwen2ForCausalLM"), 100, -EINVAL);
     const char *mm = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [7]}}";
     put_file("tokenizer.json", mm, strlen(mm));
-    expect_rc("tokenizer.json bad merges", QFS_ARCH_QWEN2, 100, -EINVAL);
+    expect_rc("tokenizer.json bad merges", qfs_arch_find("Qwen2ForCausalLM"), 100, -EINVAL);
 
     /* every truncation of a real model parses or fails cleanly */
     int ok = 0, bad = 0;
@@ -480,7 +481,7 @@ static void check_malformed(void)
     const char *tc = "{\"eos_token\": \"<|end|>\", \"chat_template\": [{\"name\": \"default\", \"template\": \"D\"},"
                      " {\"name\": \"tool use\", \"template\": \"T\"}]}";
     put_file("tokenizer_config.json", tc, strlen(tc));
-    struct qfs_hf_config cfg = { .arch = QFS_ARCH_QWEN2, .vocab_size = 7 };
+    struct qfs_hf_config cfg = { .arch = qfs_arch_find("Qwen2ForCausalLM"), .vocab_size = 7 };
     struct qfs_kvs *kv = qfs_kvs_new();
     int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv);
     struct kvrec recs[32];
@@ -533,8 +534,8 @@ int main(void)
         printf("skip: QFS_SHARED fixtures not found\n");
         return 77;
     }
-    check_reference("tinyllama-256", QFS_ARCH_LLAMA, 4096);
-    check_reference("babyllama-105", QFS_ARCH_LLAMA, 105);
+    check_reference("tinyllama-256", qfs_arch_find("LlamaForCausalLM"), 4096);
+    check_reference("babyllama-105", qfs_arch_find("LlamaForCausalLM"), 105);
     check_qwen2();
     check_malformed();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);

@@ -134,21 +134,19 @@ static void fixtures(const char *shared)
             const struct qfs_vfile *vf = m->files[f];
             for (int i = 0; i < vf->n_tensors; i++) {
                 const struct qfs_vtensor *t = &vf->tensors[i];
-                if (t->ops || !t->src || qfs_row_size(t->type, t->row_elems) == 0)
-                    continue; /* other codecs (AWQ ...) and copies */
-                const size_t esz = qfs_dtype_size(t->src->dtype);
+                if (t->ops || !t->vs || t->vs->add != 0.0f ||
+                    qfs_row_size(t->type, t->row_elems) == 0)
+                    continue; /* other codecs (AWQ ...), shifted norms, copies */
                 for (int64_t c = 0; c < t->n_chunks; c++) {
-                    const int64_t row0 = c * t->rows_per_chunk;
-                    const int64_t nr = t->nrows - row0 < t->rows_per_chunk ? t->nrows - row0
-                                                                          : t->rows_per_chunk;
+                    int64_t row0;
+                    const int64_t nr = qfs_vtensor_chunk_rows(t, c, &row0);
                     const uint8_t **rows = malloc((size_t)nr * sizeof *rows);
-                    for (int64_t r = 0; r < nr; r++)
-                        rows[r] = t->src->data + (uint64_t)qfs_vtensor_src_row(t, row0 + r) *
-                                                     (uint64_t)t->row_elems * esz;
+                    const float *im;
+                    qfs_vtensor_src_rows(t, c, rows, &im);
                     char what[512];
                     snprintf(what, sizeof what, "%s %s chunk %lld (%s)", vf->name, t->name,
                              (long long)c, qfs_type_info(t->type)->name);
-                    compare(what, t->type, t->src->dtype, rows, nr, t->row_elems, t->imatrix,
+                    compare(what, t->type, t->vs->dtype, rows, nr, t->row_elems, im,
                             NULL, NULL, 0);
                     free(rows);
                 }
