@@ -27,7 +27,24 @@ void qfs_vfile_free(struct qfs_vfile *vf)
         vf->codec_state_free(vf->codec_state);
     free(vf->head);
     free(vf->name);
+    free(vf->variant);
     free(vf);
+}
+
+struct qfs_vfile *qfs_vfile_from_bytes(const char *name, const struct qfs_format *fmt, char *buf,
+                                       size_t len)
+{
+    struct qfs_vfile *vf = calloc(1, sizeof *vf);
+    if (!vf || !(vf->name = strdup(name))) {
+        free(vf);
+        free(buf);
+        return NULL;
+    }
+    vf->fmt = fmt;
+    vf->head = (uint8_t *)buf;
+    vf->head_len = len;
+    vf->size = len;
+    return vf;
 }
 
 static int64_t group_rows(const struct qfs_vtensor *t)

@@ -12,6 +12,7 @@
 #define QFS_VFILE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../cache/cache.h"
@@ -87,8 +88,15 @@ struct qfs_vtensor {
     const void *codec;               /* ops' per-tensor data (owned by vf->codec_state) */
 };
 
+struct qfs_format;
+
 struct qfs_vfile {
-    char *name;              /* "tinyllama-256.Q8_0.gguf" */
+    char *name;              /* "tinyllama-256.Q8_0.gguf"; "config.json" in a directory */
+    const struct qfs_format *fmt; /* the format that offers it */
+    char *variant;           /* "Q4_K_M", "AWQ": the -o prewarm= name of its chunks; NULL
+                                for a header-only file (a directory's config.json) */
+    bool listed;             /* shown in the model directory (else only in a loadable
+                                directory of the model) */
     uint64_t size;
     uint8_t *head;           /* bytes [0, head_len): header, tensor infos, padding */
     uint64_t head_len;
@@ -104,6 +112,11 @@ struct qfs_vfile {
 uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf);
 
 void qfs_vfile_free(struct qfs_vfile *vf);
+
+/* A header-only virtual file named name of the bytes buf[0, len) (taken over, also on
+ * failure): a loadable directory's config.json.  NULL on ENOMEM. */
+struct qfs_vfile *qfs_vfile_from_bytes(const char *name, const struct qfs_format *fmt, char *buf,
+                                       size_t len);
 
 /* Set t's chunk layout for rows_per_chunk (>= 1): n_chunks from nrows and group_rows
  * (group_rows 0 is taken as nrows).  Cannot fail. */

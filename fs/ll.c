@@ -381,9 +381,9 @@ static void qfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
     uint64_t bytes = 0;
     for (uint32_t i = 0; i < ns->n_nodes; i++) {
         const struct qfs_node *n = &ns->nodes[i], *p = &ns->nodes[n->parent];
-        /* <name>.awq/ shows its model directory's files again (model.safetensors is
-         * <name>.awq.safetensors): only its config.json is counted there */
-        if (p->dir == QFS_DIR_AWQ && n->vf != p->model->awq_config)
+        /* a loadable directory shows files counted elsewhere again: its passthrough
+         * files and virtual files listed in the model directory too */
+        if (p->dir == QFS_DIR_VIRT && (n->kind == QFS_NODE_FILE || (n->vf && n->vf->listed)))
             continue;
         if (n->kind == QFS_NODE_FILE || n->kind == QFS_NODE_VFILE)
             bytes += (uint64_t)n->st.st_size;
@@ -472,6 +472,45 @@ static void qfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
     erofs(req);
 }
 
+/* getxattr and listxattr share the reply: a size probe, the value, or an error. */
+static void reply_xattr(fuse_req_t req, ssize_t r, const char *buf, size_t size)
+{
+    if (r < 0)
+        fuse_reply_err(req, (int)-r);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)r);
+    else
+        fuse_reply_buf(req, buf, (size_t)r);
+}
+
+static void qfs_ll_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    struct qfs_ll *ll = ll_of(req);
+    const struct qfs_node *n = NULL;
+    struct qfs_ns *ns = qfs_live_acquire_ino(ll->live, ino, &n);
+    if (!ns) {
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
+    char *buf = size ? malloc(size) : NULL;
+    ssize_t r = size && !buf ? -ENOMEM
+                : name  ? qfs_ns_getxattr(n, name, buf, size)
+                        : qfs_ns_listxattr(n, buf, size);
+    reply_xattr(req, r, buf, size);
+    free(buf);
+    qfs_live_release(ll->live, ns);
+}
+
+static void qfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    qfs_ll_xattr(req, ino, name, size);
+}
+
+static void qfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    qfs_ll_xattr(req, ino, NULL, size);
+}
+
 static void qfs_ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     (void)ino, (void)name;
@@ -507,6 +546,8 @@ static const struct fuse_lowlevel_ops ops = {
     .write = qfs_ll_write,
     .create = qfs_ll_create,
     .setxattr = qfs_ll_setxattr,
+    .getxattr = qfs_ll_getxattr,
+    .listxattr = qfs_ll_listxattr,
     .removexattr = qfs_ll_removexattr,
     .fallocate = qfs_ll_fallocate,
 };

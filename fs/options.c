@@ -34,7 +34,7 @@ void qfs_opts_usage(const char *prog)
     printf("usage: %s [options] SOURCE MOUNTPOINT\n"
            "\n"
            "Mount SOURCE (a Hugging Face model directory, or a directory of them) read-only\n"
-           "at MOUNTPOINT, adding virtual GGUF files and an AWQ model quantized on demand.\n"
+           "at MOUNTPOINT, adding each model in other formats, quantized on demand.\n"
            "\n"
            "options:\n"
            "  -f                 stay in the foreground\n"
@@ -59,10 +59,6 @@ void qfs_opts_usage(const char *prog)
            "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
            "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
            "                     0 disables prefetch)\n"
-           "     awq_group=N     AWQ group size of <model>.awq.safetensors and the\n"
-           "                     loadable <model>.awq/ directory (AutoAWQ GEMM layout,\n"
-           "                     4 bits): 32, 64 or 128 (default 128)\n"
-           "     noawq           offer neither <model>.awq.safetensors nor <model>.awq/\n"
            "     imatrix=MODEL=FILE  importance matrix (llama.cpp imatrix .gguf or .dat) for\n"
            "                     the model directory MODEL; default: MODEL/imatrix.gguf or\n"
            "                     MODEL/imatrix.dat when present (repeatable)\n"
@@ -72,20 +68,22 @@ void qfs_opts_usage(const char *prog)
            "                     inotify events and SIGHUP): new model directories appear,\n"
            "                     removed ones disappear, changed ones are described again\n"
            "     nowatch         no inotify: rescan on SIGHUP and every rescan=S only\n"
-           "     prewarm=T[,T..] fill the cache for these output types (e.g. Q4_K_M,Q8_0;\n"
-           "                     AWQ: <model>.awq.safetensors) of every model after\n"
-           "                     mounting, in the background at the lowest priority\n"
+           "     prewarm=V[,V..] fill the cache for these variants (below) of every model\n"
+           "                     after mounting, in the background at the lowest priority\n"
            "     device=D        where chunks are quantized: auto (a CUDA GPU when the\n"
            "                     driver finds one, else the CPU), cpu, cuda, cuda:N;\n"
            "                     same bytes on either; without a usable GPU, cuda logs\n"
            "                     a warning and uses the CPU (default auto)\n"
            "     gpu_mem=SIZE    device memory the GPU path may use (default 1G)\n"
+           "  output formats (each on by default unless noted):\n"
+           "%s"
            "     allow_other, allow_root, auto_unmount, fsname=, and the other FUSE\n"
            "     mount options are passed to FUSE; the mount is always ro, nosuid, nodev,\n"
            "     default_permissions.  rw, dev, suid, defaults, auto, noauto, nofail,\n"
            "     _netdev, user, users, owner, group, comment=, x-* (from mount(8) and\n"
            "     fstab) are accepted and ignored\n",
-           prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN);
+           prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN,
+           qfs_format_help());
 }
 
 int qfs_parse_size(const char *s, uint64_t *out)
@@ -165,10 +163,12 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
         return 1;
     for (char *t = strtok_r(copy, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
         uint64_t v;
+        char ferr[512];
+        int fr;
         int in_prewarm = prewarm_list;
         prewarm_list = 0;
         if (in_prewarm && qfs_prewarm_type_ok(t, strlen(t))) {
-            /* -o prewarm=Q4_K_M,AWQ: the names after prewarm= that are output types */
+            /* -o prewarm=Q4_K_M,Q8_0: the names after prewarm= that are variants */
             char *p;
             prewarm_list = 1;
             if (asprintf(&p, "%s,%s", o->prewarm, t) < 0) {
@@ -242,13 +242,6 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->max_read = (unsigned)v;
             }
-        } else if (!strncmp(t, "awq_group=", 10)) {
-            if (strcmp(t + 10, "32") && strcmp(t + 10, "64") && strcmp(t + 10, "128")) {
-                fprintf(stderr, "quantfs: -o %s: expected 32, 64 or 128\n", t);
-                rc = 2;
-            } else {
-                o->awq_group = atoi(t + 10);
-            }
         } else if (!strncmp(t, "imatrix=", 8)) {
             const char *eq = strchr(t + 8, '=');
             if (!eq || eq == t + 8 || !eq[1] || memchr(t + 8, '/', (size_t)(eq - (t + 8)))) {
@@ -273,8 +266,6 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->rescan = (unsigned)v;
             }
-        } else if (!strcmp(t, "noawq")) {
-            o->awq_group = -1; /* the last of noawq and awq_group= counts */
         } else if (!strcmp(t, "nowatch")) {
             o->nowatch = true;
         } else if (!strncmp(t, "prewarm=", 8)) {
@@ -291,10 +282,8 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                         *c = ',';
                 prewarm_list = 1;
                 if (qfs_prewarm_check_types(o->prewarm, &bad, &bad_len) < 0) {
-                    fprintf(stderr, "quantfs: -o %s: unknown output type '%.*s' (the part of a "
-                                    "virtual file name before .gguf: Q4_K_M, Q8_0, ...; "
-                                    "or AWQ)\n",
-                            t, bad_len, bad);
+                    fprintf(stderr, "quantfs: -o %s: unknown variant '%.*s' (see the "
+                                    "variants of each format in --help)\n", t, bad_len, bad);
                     rc = 2;
                 }
             }
@@ -322,6 +311,11 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->stop_timeout = (unsigned)v;
             }
+        } else if ((fr = qfs_format_parse_opt(&o->formats, t, ferr, sizeof ferr)) != 0) {
+            if (fr < 0) {
+                fprintf(stderr, "quantfs: -o %s: %s\n", t, ferr);
+                rc = 2;
+            }
         } else if (opt_in(ignored_opts, t)) {
             /* see ignored_opts */
         } else if (opt_in(fuse_opts, t)) {
@@ -345,6 +339,7 @@ int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o)
     char *acc = strdup("ro,nosuid,nodev,default_permissions,fsname=quantfs,subtype=quantfs");
     int cache_set = 0, rc = 0, npos = 0;
     memset(o, 0, sizeof *o);
+    qfs_format_set_init(&o->formats);
     o->cache_mem = 1ull << 30;
     o->max_read = QFS_DEFAULT_MAX_READ;
     o->prefetch_threads = -1;

@@ -1,7 +1,8 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
  * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=,
- * max_read=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, awq_group=, noawq,
- * stop_timeout=, rescan=, nowatch, prewarm=, device=, gpu_mem=) are consumed here; options
+ * max_read=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, stop_timeout=, rescan=,
+ * nowatch, prewarm=, device=, gpu_mem=, and the output formats' options: formats=,
+ * no<format>, <format>_group= (codecs/format.h)) are consumed here; options
  * mount(8) and fstab add (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE
  * mount options are collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
@@ -9,6 +10,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "../codecs/format.h"
 
 #define QFS_DEFAULT_MAX_READ (1u << 20)
 #define QFS_DEFAULT_STOP_TIMEOUT 60 /* seconds */
@@ -28,14 +31,13 @@ struct qfs_opts {
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
-    int awq_group;          /* -o awq_group=32|64|128: the AWQ group size; 0: the default
-                               (128); -1: -o noawq (no AWQ file or directory) */
+    struct qfs_format_set formats; /* which output formats, with which group sizes */
     int n_imatrix;
     unsigned stop_timeout;  /* seconds to wait for open files on SIGTERM/SIGINT */
     unsigned rescan;        /* -o rescan=S: seconds between periodic rescans; 0: none */
     bool nowatch;           /* -o nowatch: no inotify (periodic rescans and SIGHUP only) */
-    char *prewarm;          /* -o prewarm=TYPE[,TYPE...] (or ':'-separated): the output
-                               types to prewarm, stored comma-separated, or NULL */
+    char *prewarm;          /* -o prewarm=V[,V...] (or ':'-separated): the variants
+                               (codecs/format.h) to prewarm, stored comma-separated, or NULL */
     char *device;           /* -o device=auto|cpu|cuda|cuda:N (checked), or NULL: auto */
     uint64_t gpu_mem;       /* -o gpu_mem=SIZE: device memory of the GPU path; 0: default */
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */

@@ -67,6 +67,8 @@
  * (memoized, thread-safe) and every chunk that needs them keys the sources they read. */
 #include "awq.h"
 
+#include "../format.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -74,6 +76,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+extern const struct qfs_format qfs_format_awq;
 
 #include "../../util/json_file.h"
 #include "../../util/log.h"
@@ -753,9 +757,9 @@ static char *renamed(const char *name, const char *suffix)
     return r;
 }
 
-int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
+int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
 {
-    const int g = group_of(m->awq_group);
+    const int g = group_of(group);
     if (!qfs_awq_group_ok(g))
         return -EINVAL;
     const struct qfs_st_model *stm = m->st;
@@ -772,6 +776,7 @@ int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out)
         free(st);
         return -ENOMEM;
     }
+    vf->fmt = &qfs_format_awq;
     vf->codec_version = QFS_AWQ_CODEC_VERSION;
     vf->cache_codec = QFS_CODEC_AWQ;
     vf->codec_state = st;
@@ -1015,9 +1020,9 @@ fail:
     return rc;
 }
 
-int qfs_awq_config_json(const struct qfs_model *m, char **buf, size_t *len)
+int qfs_awq_config_json(const struct qfs_model *m, int group, char **buf, size_t *len)
 {
-    const int g = group_of(m->awq_group);
+    const int g = group_of(group);
     char *path = NULL;
     if (asprintf(&path, "%s/config.json", m->dir) < 0)
         return -ENOMEM;
@@ -1061,3 +1066,69 @@ out:
     json_decref(root);
     return rc;
 }
+
+/* <model>.awq.safetensors and the loadable <model>.awq/ (its config.json and the same file
+ * as model.safetensors), both or neither: the directory is only loadable with its config.
+ * A model AWQ cannot quantize, or whose config.json cannot be rewritten, gets neither
+ * (logged).  0 or -ENOMEM. */
+static int awq_offer(struct qfs_model *m, int group)
+{
+    struct qfs_vfile *vf = NULL;
+    char *cfg = NULL, *dname = NULL;
+    size_t len = 0;
+    int rc = qfs_awq_build(m, group, &vf);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        if (rc != -ENOTSUP) /* -ENOTSUP: nothing to quantize, logged */
+            qfs_warn("%s: not offering AWQ: %s", m->dir, strerror(-rc));
+        return 0;
+    }
+    rc = qfs_awq_config_json(m, group, &cfg, &len);
+    if (rc < 0) {
+        qfs_vfile_free(vf);
+        if (rc == -ENOMEM)
+            return rc;
+        qfs_warn("%s: not offering AWQ: its config.json cannot be rewritten", m->dir);
+        return 0;
+    }
+    if (!(vf->variant = strdup("AWQ"))) {
+        qfs_vfile_free(vf);
+        free(cfg);
+        return -ENOMEM;
+    }
+    struct qfs_vfile *cf = qfs_vfile_from_bytes("config.json", &qfs_format_awq, cfg, len);
+    if (!cf) {
+        qfs_vfile_free(vf);
+        return -ENOMEM;
+    }
+    const int wi = qfs_model_add_file(m, vf, true);
+    if (wi < 0) {
+        qfs_vfile_free(cf);
+        return wi;
+    }
+    const int ci = qfs_model_add_file(m, cf, false);
+    if (ci < 0)
+        return ci;
+    if (asprintf(&dname, "%s.awq", m->name) < 0)
+        return -ENOMEM;
+    static const char *const names[2] = {"config.json", "model.safetensors"};
+    const int files[2] = {ci, wi};
+    rc = qfs_model_add_dir(m, dname, &qfs_format_awq, 2, names, files);
+    free(dname);
+    return rc;
+}
+
+static const int awq_groups[] = {32, 64, 128, 0};
+
+const struct qfs_format qfs_format_awq = {
+    .name = "awq",
+    .what = "<model>.awq.safetensors and <model>.awq/ (AutoAWQ GEMM, 4-bit; vLLM, transformers)",
+    .cache_codec = QFS_CODEC_AWQ,
+    .version = QFS_AWQ_CODEC_VERSION,
+    .groups = awq_groups,
+    .default_group = QFS_AWQ_DEFAULT_GROUP,
+    .default_on = true,
+    .offer = awq_offer,
+    .variants = "AWQ",
+};

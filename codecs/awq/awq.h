@@ -34,16 +34,16 @@
 /* Is g a group size the AWQ file can be offered with (32, 64, 128)? */
 int qfs_awq_group_ok(int g);
 
-/* Build <model>.awq.safetensors for m with group size m->awq_group.  Activation-aware
+/* Build <model>.awq.safetensors for m with group size g.  Activation-aware
  * when m->imatrix is set, round-to-nearest otherwise.  0, -ENOTSUP when the model has no
  * linear layer AWQ can quantize (logged), -EINVAL for a bad group size, -ENOMEM. */
-int qfs_awq_build(const struct qfs_model *m, struct qfs_vfile **out);
+int qfs_awq_build(const struct qfs_model *m, int g, struct qfs_vfile **out);
 
 /* The config.json of the loadable <model>.awq/ directory: the source config.json with
  * torch_dtype "float16" and quantization_config {quant_method "awq", bits 4, group_size,
  * zero_point true, version "gemm", modules_to_not_convert [...]}, for group size
- * m->awq_group.  *buf is malloc'd (NUL-terminated, *len excludes the NUL).
+ * g.  *buf is malloc'd (NUL-terminated, *len excludes the NUL).
  * 0, -ENOENT/-EINVAL (config unreadable; logged), -ENOMEM. */
-int qfs_awq_config_json(const struct qfs_model *m, char **buf, size_t *len);
+int qfs_awq_config_json(const struct qfs_model *m, int g, char **buf, size_t *len);
 
 #endif

@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../../util/log.h"
 #include "gguf_plan.h"
+#include "../format.h"
+
+extern const struct qfs_format qfs_format_gguf;
 
 /* Output chunks of about this many bytes: big enough to amortize a cache entry, small
  * enough that a reader touching one page waits little.  Part of the chunk keys. */
@@ -74,11 +78,15 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
     struct qfs_vfile *vf = calloc(1, sizeof *vf);
     if (!vf)
         return -ENOMEM;
+    vf->fmt = &qfs_format_gguf;
     vf->codec_version = QFS_GGUF_CODEC_VERSION;
+    vf->cache_codec = QFS_CODEC_GGUF;
     if (asprintf(&vf->name, "%s.%s.gguf", m->name, mix->name) < 0) {
         vf->name = NULL;
         goto fail;
     }
+    if (!(vf->variant = strdup(mix->name)))
+        goto fail;
     vf->tensors = calloc((size_t)m->gt.n + 1, sizeof *vf->tensors);
     order = malloc(((size_t)m->gt.n + 1) * sizeof *order);
     if (!vf->tensors || !order)
@@ -220,3 +228,42 @@ fail:
     qfs_vfile_free(vf);
     return rc;
 }
+
+/* One <model>.<TYPE>.gguf per mix llama-quantize would accept (the imatrix-only ones with an
+ * importance matrix).  0 or -ENOMEM. */
+static int gguf_offer(struct qfs_model *m, int group)
+{
+    (void)group;
+    for (int i = 0; i < qfs_gguf_n_mixes; i++) {
+        struct qfs_vfile *vf;
+        if (qfs_gguf_mixes[i].imatrix_only && !m->imatrix)
+            continue; /* offered with an importance matrix only */
+        int rc = qfs_gguf_build(m, qfs_gguf_mixes[i].name, &vf);
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc < 0)
+            continue; /* this type only; logged */
+        if ((rc = qfs_model_add_file(m, vf, true)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static bool gguf_variant_ok(const char *name, size_t n)
+{
+    for (int i = 0; i < qfs_gguf_n_mixes; i++)
+        if (strlen(qfs_gguf_mixes[i].name) == n && !strncmp(qfs_gguf_mixes[i].name, name, n))
+            return true;
+    return false;
+}
+
+const struct qfs_format qfs_format_gguf = {
+    .name = "gguf",
+    .what = "<model>.<TYPE>.gguf, every type llama-quantize accepts (llama.cpp, Ollama)",
+    .cache_codec = QFS_CODEC_GGUF,
+    .version = QFS_GGUF_CODEC_VERSION,
+    .default_on = true,
+    .offer = gguf_offer,
+    .variant_ok = gguf_variant_ok,
+    .variants = "F32, F16, BF16, Q8_0, Q6_K, Q4_K_M, ... (the GGUF types)",
+};

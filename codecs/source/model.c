@@ -1,6 +1,5 @@
-/* A model directory: config, safetensors headers, converter metadata, one virtual GGUF
- * file per output type, and the AWQ file with its directory's config.json.  Reads
- * metadata only. */
+/* A model directory: config, safetensors headers, converter metadata, and the virtual
+ * files and directories of every enabled output format.  Reads metadata only. */
 #include "model.h"
 
 #include <errno.h>
@@ -13,9 +12,7 @@
 #include <sys/stat.h>
 
 #include "../../util/log.h"
-#include "../awq/awq.h"
 #include "../gguf/gguf_file.h"
-#include "../gguf/gguf_plan.h"
 
 void qfs_model_close(struct qfs_model *m)
 {
@@ -24,7 +21,14 @@ void qfs_model_close(struct qfs_model *m)
     for (int i = 0; i < m->n_files; i++)
         qfs_vfile_free(m->files[i]);
     free(m->files);
-    qfs_vfile_free(m->awq_config);
+    for (int i = 0; i < m->n_dirs; i++) {
+        for (int k = 0; k < m->dirs[i].n; k++)
+            free(m->dirs[i].entry[k]);
+        free(m->dirs[i].entry);
+        free(m->dirs[i].file);
+        free(m->dirs[i].name);
+    }
+    free(m->dirs);
     if (m->memos && m->st)
         for (int i = 0; i < m->st->n_tensors; i++)
             pthread_mutex_destroy(&m->memos[i].lock);
@@ -116,54 +120,45 @@ static int load_imatrix(struct qfs_model *m, const struct qfs_model_opts *o)
     return 0;
 }
 
-/* A header-only virtual file (no tensors) of the bytes buf[0, len), which it takes. */
-static struct qfs_vfile *head_only_file(const char *name, char *buf, size_t len)
+int qfs_model_add_file(struct qfs_model *m, struct qfs_vfile *vf, bool listed)
 {
-    struct qfs_vfile *vf = calloc(1, sizeof *vf);
-    if (!vf || !(vf->name = strdup(name))) {
-        free(vf);
-        free(buf);
-        return NULL;
+    if (m->n_files == m->cap_files) {
+        int cap = m->cap_files ? 2 * m->cap_files : 48;
+        void *p = realloc(m->files, (size_t)cap * sizeof *m->files);
+        if (!p) {
+            qfs_vfile_free(vf);
+            return -ENOMEM;
+        }
+        m->files = p;
+        m->cap_files = cap;
     }
-    vf->head = (uint8_t *)buf;
-    vf->head_len = len;
-    vf->size = len;
-    return vf;
+    vf->listed = listed;
+    m->files[m->n_files] = vf;
+    return m->n_files++;
 }
 
-/* <model>.awq.safetensors (appended to m->files) and the config.json of <model>.awq/,
- * both or neither: the directory is only loadable with its config.  A model AWQ cannot
- * quantize, or whose config.json cannot be rewritten, is served without them (logged).
- * 0 or -ENOMEM. */
-static int add_awq(struct qfs_model *m)
+int qfs_model_add_dir(struct qfs_model *m, const char *name, const struct qfs_format *fmt,
+                      int n, const char *const *names, const int *files)
 {
-    struct qfs_vfile *vf = NULL;
-    char *cfg = NULL;
-    size_t len = 0;
-    int rc = qfs_awq_build(m, &vf);
-    if (rc == -ENOMEM)
-        return rc;
-    if (rc < 0) {
-        if (rc != -ENOTSUP) /* -ENOTSUP: nothing to quantize, logged */
-            qfs_warn("%s: not offering AWQ: %s", m->dir, strerror(-rc));
-        return 0;
-    }
-    rc = qfs_awq_config_json(m, &cfg, &len);
-    if (rc < 0) {
-        qfs_vfile_free(vf);
-        if (rc == -ENOMEM)
-            return rc;
-        qfs_warn("%s: not offering AWQ: its config.json cannot be rewritten", m->dir);
-        return 0;
-    }
-    m->awq_config = head_only_file("config.json", cfg, len);
-    if (!m->awq_config) {
-        qfs_vfile_free(vf);
+    void *p = realloc(m->dirs, (size_t)(m->n_dirs + 1) * sizeof *m->dirs);
+    if (!p)
         return -ENOMEM;
+    m->dirs = p;
+    struct qfs_vdir *d = &m->dirs[m->n_dirs];
+    memset(d, 0, sizeof *d);
+    d->fmt = fmt;
+    d->name = strdup(name);
+    d->entry = calloc((size_t)n + 1, sizeof *d->entry);
+    d->file = calloc((size_t)n + 1, sizeof *d->file);
+    int rc = d->name && d->entry && d->file ? 0 : -ENOMEM;
+    for (int i = 0; i < n && rc == 0; i++) {
+        d->file[i] = files[i];
+        if (!(d->entry[i] = strdup(names[i])))
+            rc = -ENOMEM;
     }
-    m->awq_file = m->n_files;
-    m->files[m->n_files++] = vf;
-    return 0;
+    d->n = n;
+    m->n_dirs++; /* freed by qfs_model_close whatever happened */
+    return rc;
 }
 
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out)
@@ -173,7 +168,6 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
     struct qfs_model *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
-    m->awq_file = -1;
     m->dir = realpath(dir, NULL);
     if (!m->dir) {
         rc = -errno;
@@ -207,32 +201,16 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         goto fail;
     if ((rc = load_imatrix(m, o)) < 0)
         goto fail;
-    /* AWQ is offered unless turned off (-o noawq, awq_group -1). */
-    m->awq_group = !o || o->awq_group == 0 ? QFS_AWQ_DEFAULT_GROUP
-                   : o->awq_group < 0      ? 0
-                                           : o->awq_group;
-    if (m->awq_group && !qfs_awq_group_ok(m->awq_group)) {
-        qfs_err("%s: AWQ group size %d: expected 32, 64 or 128", m->dir, m->awq_group);
-        rc = -EINVAL;
-        goto fail;
-    }
-    rc = -ENOMEM;
-    m->files = calloc((size_t)qfs_gguf_n_mixes + 1, sizeof *m->files); /* + the AWQ file */
-    if (!m->files)
-        goto fail;
-    for (int i = 0; i < qfs_gguf_n_mixes; i++) {
-        struct qfs_vfile *vf;
-        if (qfs_gguf_mixes[i].imatrix_only && !m->imatrix)
-            continue; /* offered with an importance matrix only */
-        rc = qfs_gguf_build(m, qfs_gguf_mixes[i].name, &vf);
-        if (rc == -ENOTSUP)
-            continue; /* this type only; logged */
-        if (rc < 0)
+    if (o && o->formats)
+        m->formats = *o->formats;
+    else
+        qfs_format_set_init(&m->formats);
+    for (int i = 0; qfs_formats[i]; i++) {
+        if (!m->formats.on[i])
+            continue;
+        if ((rc = qfs_formats[i]->offer(m, m->formats.group[i])) < 0)
             goto fail;
-        m->files[m->n_files++] = vf;
     }
-    if (m->awq_group && (rc = add_awq(m)) < 0)
-        goto fail;
     if (m->n_files == 0) {
         rc = -ENOTSUP;
         goto fail;
@@ -247,7 +225,7 @@ fail:
 const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name)
 {
     for (int i = 0; i < m->n_files; i++)
-        if (strcmp(m->files[i]->name, name) == 0)
+        if (m->files[i]->listed && strcmp(m->files[i]->name, name) == 0)
             return m->files[i];
     return NULL;
 }

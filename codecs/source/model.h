@@ -1,6 +1,6 @@
-/* A Hugging Face model directory turned into the virtual files quantfs offers: one GGUF
- * file per output type and, unless turned off, <model>.awq.safetensors with the
- * config.json of the loadable <model>.awq/ directory.
+/* A Hugging Face model directory turned into the virtual files quantfs offers: what
+ * every enabled output format (codecs/format.h) adds, files in the model directory and
+ * loadable directories beside them.
  *
  * qfs_model_open reads metadata only (config, safetensors headers, tokenizer); the
  * virtual files' sizes and layouts are complete after it, no tensor data is read. */
@@ -12,7 +12,19 @@
 #include "hf_config.h"
 #include "imatrix.h"
 #include "safetensors.h"
+#include "../format.h"
 #include "../vfile.h"
+
+/* A loadable directory a format offers (<model>.awq/): named entries bound to virtual
+ * files of the model, plus the model directory's passthrough files
+ * (qfs_format_passthrough). */
+struct qfs_vdir {
+    char *name;                   /* "tinyllama-256.awq" */
+    const struct qfs_format *fmt;
+    int n;
+    char **entry;                 /* entry names */
+    int *file;                    /* their files: indices into qfs_model.files */
+};
 
 struct qfs_model {
     char *dir;                 /* absolute path of the model directory */
@@ -20,19 +32,17 @@ struct qfs_model {
     struct qfs_hf_config cfg;
     struct qfs_st_model *st;
     struct qfs_kvs *kv;        /* converter metadata shared by every output type */
-    struct qfs_vfile **files;  /* one per offered output: the GGUF types in qfs_gguf_mixes
-                                  order, then the AWQ file */
-    int n_files;
-    int awq_file;              /* index of <model>.awq.safetensors in files, -1: none */
-    struct qfs_vfile *awq_config; /* with awq_file: the config.json of <model>.awq/, a
-                                     header-only file (no tensors); else NULL */
+    struct qfs_vfile **files;  /* every virtual file, in the formats' order: those listed in
+                                  the model directory and those of its loadable directories */
+    int n_files, cap_files;
+    struct qfs_vdir *dirs;     /* the loadable directories */
+    int n_dirs;
+    struct qfs_format_set formats; /* what it was opened with */
     struct qfs_src_memo *memos; /* one per st->tensors entry */
     struct qfs_arch_tensors gt; /* the converted tensors (cfg.arch applied), in the
                                    converter's order: what every GGUF file is made of */
     int64_t n_params;          /* elements of all converted tensors (size label) */
     struct qfs_imatrix *imatrix; /* the importance matrix in use, or NULL */
-    int awq_group;             /* group size of the AWQ file (32, 64 or 128), 0: not asked
-                                  for (-o noawq) */
     _Atomic int stale;         /* set once a source file no longer matches this description
                                   (qfs_model_check_source): never produce from it again */
 };
@@ -42,14 +52,12 @@ struct qfs_model_opts {
                           * (NULL: no check) */
     const char *imatrix; /* importance matrix file; NULL: dir/imatrix.gguf or dir/imatrix.dat
                           * when present */
-    int awq_group;       /* group size of <model>.awq.safetensors: 0 the default
-                          * (QFS_AWQ_DEFAULT_GROUP), 32, 64 or 128 (-o awq_group);
-                          * -1: no AWQ file (-o noawq) */
+    const struct qfs_format_set *formats; /* NULL: every format at its default */
 };
 
-/* o may be NULL (no root check, default imatrix lookup, default AWQ group).  A model on
- * which AWQ is not possible (see qfs_awq_build) is served without the AWQ file.
- * 0 or negative errno (the reason was logged, naming the file). */
+/* o may be NULL (no root check, default imatrix lookup, default formats).  A format that
+ * cannot serve the model adds nothing (logged).  0 or negative errno (the reason was
+ * logged, naming the file). */
 int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_model **out);
 void qfs_model_close(struct qfs_model *m);
 /* Does every shard of m still have the identity it was described from (fstat of the kept
@@ -58,7 +66,15 @@ void qfs_model_close(struct qfs_model *m);
 int qfs_model_check_sources(struct qfs_model *m);
 /* Mark m stale (its mapped bytes can no longer be trusted).  Thread-safe. */
 void qfs_model_mark_stale(struct qfs_model *m);
-/* Lookup by virtual file name; NULL when absent. */
+/* Lookup of a file listed in the model directory by name; NULL when absent. */
 const struct qfs_vfile *qfs_model_file(const struct qfs_model *m, const char *name);
+
+/* For formats' offer(): add vf (taken over, also on failure) as file of m, listed in the
+ * model directory or not.  Its index, or -ENOMEM. */
+int qfs_model_add_file(struct qfs_model *m, struct qfs_vfile *vf, bool listed);
+/* Add the loadable directory name with entries names[i] -> files[i] (indices returned by
+ * qfs_model_add_file).  0 or -ENOMEM. */
+int qfs_model_add_dir(struct qfs_model *m, const char *name, const struct qfs_format *fmt,
+                      int n, const char *const *names, const int *files);
 
 #endif

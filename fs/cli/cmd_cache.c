@@ -10,17 +10,9 @@
 #include <time.h>
 
 #include "../../cache/store.h"
-#include "../../codecs/gguf/gguf_file.h"
+#include "../../codecs/format.h"
 #include "commands.h"
-#include "../../codecs/awq/awq.h"
 #include "../options.h"
-
-/* The tags a current build can ask for: everything else is garbage to gc. */
-static const uint32_t live_tags[] = {
-    QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION),
-    QFS_CACHE_TAG(QFS_CODEC_GGUF, QFS_GGUF_CODEC_VERSION),
-    QFS_CACHE_TAG(QFS_CODEC_AWQ, QFS_AWQ_CODEC_VERSION),
-};
 
 static void usage(FILE *f)
 {
@@ -38,23 +30,26 @@ static void usage(FILE *f)
             "import refuses anything that does not verify.\n");
 }
 
+/* The tags a current build can ask for: the source hashes and each format's current
+ * version.  Everything else is garbage to gc. */
+static bool tag_live(uint32_t tag)
+{
+    if (tag == QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION))
+        return true;
+    const struct qfs_format *f = qfs_format_by_codec(tag >> 16);
+    return f && QFS_CACHE_TAG(f->cache_codec, f->version) == tag;
+}
+
 static const char *codec_name(uint32_t tag)
 {
+    const struct qfs_format *f = qfs_format_by_codec(tag >> 16);
+    if (f)
+        return f->name;
     switch (tag >> 16) {
     case QFS_CODEC_NONE: return "untagged";
     case QFS_CODEC_SRCHASH: return "source-hash";
-    case QFS_CODEC_GGUF: return "gguf";
-    case QFS_CODEC_AWQ: return "awq";
     default: return "unknown";
     }
-}
-
-static bool tag_live(uint32_t tag)
-{
-    for (size_t i = 0; i < sizeof live_tags / sizeof live_tags[0]; i++)
-        if (live_tags[i] == tag)
-            return true;
-    return false;
 }
 
 static void print_time(const char *label, int64_t ns)
@@ -108,9 +103,13 @@ static int do_verify(const char *root, bool fix)
 
 static int do_gc(const char *root, uint64_t max)
 {
+    uint32_t live_tags[QFS_MAX_FORMATS + 1];
+    int n_live = 0;
+    live_tags[n_live++] = QFS_CACHE_TAG(QFS_CODEC_SRCHASH, QFS_SRCHASH_VERSION);
+    for (int i = 0; qfs_formats[i] && n_live <= QFS_MAX_FORMATS; i++)
+        live_tags[n_live++] = QFS_CACHE_TAG(qfs_formats[i]->cache_codec, qfs_formats[i]->version);
     struct qfs_store_scan_opts o = {.op = QFS_STORE_GC, .verbose = false, .max = max,
-                                    .live_tags = live_tags,
-                                    .n_live = (int)(sizeof live_tags / sizeof live_tags[0])};
+                                    .live_tags = live_tags, .n_live = n_live};
     struct qfs_store_report r;
     int rc = qfs_store_scan(root, &o, &r);
     if (rc < 0) {

@@ -1,8 +1,10 @@
 /* quantfs warm [-j N] [-q] PATH...: read virtual files through a mounted quantfs so that
  * the daemon quantizes them and its cache holds every chunk before the first real use.
  *
- * PATH is a file inside a quantfs mount, or a directory of one (its *.gguf and
- * *.awq.safetensors files; of a <model>.awq directory, its model.safetensors).  N
+ * PATH is a file inside a quantfs mount, or a directory of one: its virtual files with
+ * tensors and those of the loadable directories in it (told apart by the extended
+ * attributes the mount gives them, fs/serve/namespace.h; a file shown twice, as
+ * <model>.awq.safetensors and <model>.awq/model.safetensors, is read once).  N
  * reader threads (default 4) each take a whole file and read it from start to end with
  * O_DIRECT, so every byte is asked of the daemon (not of the page cache) in order, and
  * the daemon's prefetch quantizes ahead of the reader.  Progress goes to stderr: a bar
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,10 +60,9 @@ static int64_t now_ms(void)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: quantfs warm [-j N] [-q] PATH...\n"
-                 "Read virtual files of a mounted quantfs (or every *.gguf and\n"
-                 "*.awq.safetensors of a directory of one; model.safetensors of a\n"
-                 "<model>.awq directory) from start to end, so that the daemon's cache\n"
-                 "holds them.\n"
+                 "Read virtual files of a mounted quantfs (or every virtual file of a\n"
+                 "directory of one, with those of its loadable directories) from start to\n"
+                 "end, so that the daemon's cache holds them.\n"
                  "  -j N   reader threads, one file each at a time (default %d)\n"
                  "  -q     no progress output\n",
                  DEFAULT_JOBS);
@@ -90,40 +92,22 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool ends_with(const char *s, size_t len, const char *suffix)
+/* Extended attribute name of path (malloc'd, NUL-terminated), or NULL. */
+static char *xattr_of(const char *path, const char *name)
 {
-    size_t n = strlen(suffix);
-    return len > n && !strcmp(s + len - n, suffix);
-}
-
-/* The last component of path is named <model>.awq (trailing slashes aside). */
-static bool awq_named(const char *path)
-{
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/')
-        len--;
-    size_t start = len;
-    while (start > 0 && path[start - 1] != '/')
-        start--;
-    return len - start > 4 && !strncmp(path + len - 4, ".awq", 4);
-}
-
-/* dir is a <model>.awq directory, the loadable AWQ model (also when named "." or
- * through a link: its real path says). */
-static bool is_awq_dir(const char *dir)
-{
-    char *real = realpath(dir, NULL);
-    bool awq = awq_named(real ? real : dir);
-    free(real);
-    return awq;
-}
-
-/* A name to read in a directory: a GGUF or AWQ file, or the AWQ directory's model. */
-static bool warm_name(const char *name, bool awq_dir)
-{
-    size_t len = strlen(name);
-    return ends_with(name, len, ".gguf") || ends_with(name, len, ".awq.safetensors") ||
-           (awq_dir && !strcmp(name, "model.safetensors"));
+    ssize_t n = getxattr(path, name, NULL, 0);
+    if (n < 0 || n > 65536)
+        return NULL;
+    char *v = malloc((size_t)n + 1);
+    if (!v)
+        return NULL;
+    ssize_t m = getxattr(path, name, v, (size_t)n);
+    if (m < 0 || m > n) {
+        free(v);
+        return NULL;
+    }
+    v[m] = 0;
+    return v;
 }
 
 /* Append "dir/name" to *names.  0 or -ENOMEM. */
@@ -143,8 +127,8 @@ static int push_name(char ***names, int *n, int *cap, const char *dir, const cha
     return 0;
 }
 
-/* The files warm_name picks in dir, as paths, unsorted.  0 or negative errno (printed
- * unless -ENOMEM); *names is set either way. */
+/* The entries of dir, as paths, unsorted.  0 or negative errno (printed unless -ENOMEM);
+ * *names is set either way. */
 static int list_dir(const char *dir, char ***names, int *n)
 {
     *names = NULL;
@@ -155,12 +139,11 @@ static int list_dir(const char *dir, char ***names, int *n)
         fprintf(stderr, "quantfs warm: %s: %s\n", dir, strerror(errno));
         return rc;
     }
-    const bool awq_dir = is_awq_dir(dir);
     int cap = 0, rc = 0;
     struct dirent *de = NULL;
     errno = 0;
     while (rc == 0 && (de = readdir(d)))
-        if (warm_name(de->d_name, awq_dir))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
             rc = push_name(names, n, &cap, dir, de->d_name);
     if (rc == 0 && !de && errno) {
         rc = -errno;
@@ -170,23 +153,75 @@ static int list_dir(const char *dir, char ***names, int *n)
     return rc;
 }
 
-/* The picked regular files of dir (see warm_name), in name order.  0 or negative errno
- * (printed). */
-static int add_dir(struct warm *w, int *cap, const char *dir)
+/* The virtual file ids already taken (user.quantfs.file), to read each once. */
+struct seen {
+    char **id;
+    int n, cap;
+};
+
+static bool seen_add(struct seen *s, char *id)
+{
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->id[i], id)) {
+            free(id);
+            return false;
+        }
+    if (s->n == s->cap) {
+        int c = s->cap ? 2 * s->cap : 32;
+        char **p = realloc(s->id, (size_t)c * sizeof *p);
+        if (!p) {
+            free(id);
+            return false;
+        }
+        s->id = p;
+        s->cap = c;
+    }
+    s->id[s->n++] = id;
+    return true;
+}
+
+/* The virtual files of dir with tensors, in name order, then (depth 0) those of the
+ * loadable directories in it.  0 or negative errno (printed). */
+static int add_dir_at(struct warm *w, int *cap, const char *dir, struct seen *seen, int depth)
 {
     char **names;
     int n, rc = list_dir(dir, &names, &n);
     if (n > 1)
         qsort(names, (size_t)n, sizeof *names, name_cmp);
-    for (int i = 0; i < n; i++) {
-        struct stat st;
-        if (rc == 0 && stat(names[i], &st) == 0 && S_ISREG(st.st_mode))
-            rc = add_file(w, cap, names[i], (uint64_t)st.st_size);
-        free(names[i]);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n && rc == 0; i++) {
+            struct stat st;
+            if (stat(names[i], &st) != 0)
+                continue;
+            if (pass == 0 && S_ISREG(st.st_mode)) {
+                char *v = xattr_of(names[i], "user.quantfs.variant");
+                char *id = v ? xattr_of(names[i], "user.quantfs.file") : NULL;
+                if (id && seen_add(seen, id))
+                    rc = add_file(w, cap, names[i], (uint64_t)st.st_size);
+                free(v);
+            } else if (pass == 1 && S_ISDIR(st.st_mode) && depth == 0) {
+                char *f = xattr_of(names[i], "user.quantfs.format");
+                if (f)
+                    rc = add_dir_at(w, cap, names[i], seen, 1);
+                free(f);
+            }
+        }
     }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     if (rc == -ENOMEM)
         fprintf(stderr, "quantfs warm: out of memory\n");
+    return rc;
+}
+
+static int add_dir(struct warm *w, int *cap, const char *dir)
+{
+    struct seen seen = {0};
+    int rc = add_dir_at(w, cap, dir, &seen, 0);
+    for (int i = 0; i < seen.n; i++)
+        free(seen.id[i]);
+    free(seen.id);
     return rc;
 }
 

@@ -11,7 +11,7 @@
  *
  * A rescan builds generation g+1 next to g (qfs_ns_rebuild).  A node of g+1 whose path,
  * kind and identity match a node of g keeps that node's number: directories by path and
- * what they list (a source directory, /.quantfs, a model's <name>.awq); a passthrough
+ * what they list (a source directory, /.quantfs, a model's loadable directory); a passthrough
  * file while its source file (device, inode, size, mtime) is the same; a virtual file
  * while its model description is the same object (models whose directory fingerprint is
  * unchanged are shared, not reopened).  Any other node gets next_ino++,
@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "../../cache/cache.h"
+#include "../../codecs/format.h"
 #include "../../codecs/source/model.h"
 #include "../../codecs/vfile.h"
 #include "../../util/log.h"
@@ -49,8 +50,8 @@ struct ent {
     char *relpath;                 /* FILE, source DIR: real path below the source root */
     struct stat st;                /* source attributes (the link target for symlinks) */
     const struct qfs_vfile *vf;
-    int vf_index;                  /* VFILE: index of its counters in the description's
-                                      stats (of the model's files, then awq_config) */
+    int vf_index;                  /* VFILE: index of its file (and counters) in the model */
+    int vdir;                      /* DIR of kind QFS_DIR_VIRT: index into model->dirs */
 };
 
 struct builder {
@@ -277,20 +278,19 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
         return -ENOMEM;
     }
     const struct qfs_model_opts mo = {.root = b->ns->source, .imatrix = imatrix,
-                                      .awq_group = b->opts ? b->opts->awq_group : 0};
+                                      .formats = b->opts ? b->opts->formats : NULL};
     int rc = qfs_model_open(abs, &mo, &d->model);
     if (rc < 0) {
         d->model = NULL;
         desc_put(d);
         return rc;
     }
-    /* + one for the AWQ directory's config.json */
     d->stats = calloc((size_t)d->model->n_files + 1, sizeof *d->stats);
     if (!d->stats) {
         desc_put(d);
         return -ENOMEM;
     }
-    for (int i = 0; i <= d->model->n_files; i++)
+    for (int i = 0; i < d->model->n_files; i++)
         d->stats[i].model = d->model;
     *out = d;
     return 0;
@@ -530,8 +530,8 @@ static struct qfs_ns_desc *desc_of(const struct qfs_ns *ns, const struct qfs_mod
 }
 
 /* The virtual entries of model m's directory, after its source entries e[0, *n): its
- * virtual files, and <name>.awq when it has an AWQ file; each unless a source entry has
- * that name.  vst: their attributes.  0 or -ENOMEM. */
+ * listed virtual files and its loadable directories; each unless a source entry has that
+ * name.  vst: their attributes.  0 or -ENOMEM. */
 static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct qfs_model *m,
                       const struct stat *vst, struct ent **e, int *n, int *cap)
 {
@@ -539,6 +539,8 @@ static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct
     int rc;
     for (int i = 0; i < m->n_files; i++) {
         const struct qfs_vfile *vf = m->files[i];
+        if (!vf->listed)
+            continue;
         if (ents_have(*e, n_real, vf->name)) {
             qfs_warn("%s/%s/%s: a source file has this name; the virtual file is not listed",
                      ns->source, dir_rel, vf->name);
@@ -550,18 +552,18 @@ static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct
         if ((rc = ents_add(e, n, cap, x)) < 0)
             return rc;
     }
-    if (m->awq_file < 0)
-        return 0;
-    struct ent x = {.kind = QFS_NODE_DIR, .dir = QFS_DIR_AWQ, .st = *vst, .vf_index = -1};
-    if (asprintf(&x.name, "%s.awq", m->name) < 0)
-        return -ENOMEM;
-    if (ents_have(*e, n_real, x.name)) {
-        qfs_warn("%s/%s/%s: a source entry has this name; the virtual AWQ directory is not "
-                 "listed", ns->source, dir_rel, x.name);
-        free(x.name);
-        return 0;
+    for (int i = 0; i < m->n_dirs; i++) {
+        if (ents_have(*e, n_real, m->dirs[i].name)) {
+            qfs_warn("%s/%s/%s: a source entry has this name; the virtual directory is not "
+                     "listed", ns->source, dir_rel, m->dirs[i].name);
+            continue;
+        }
+        struct ent x = {.name = strdup(m->dirs[i].name), .kind = QFS_NODE_DIR,
+                        .dir = QFS_DIR_VIRT, .st = *vst, .vf_index = -1, .vdir = i};
+        if ((rc = ents_add(e, n, cap, x)) < 0)
+            return rc;
     }
-    return ents_add(e, n, cap, x);
+    return 0;
 }
 
 /* Append e[0, n) as the children of directory node idx, sorted by name (the nodes take
@@ -571,8 +573,8 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
 {
     struct qfs_ns *ns = b->ns;
     struct qfs_model *m = ns->nodes[idx].model;
-    /* virtual files listed in a model directory: its status entries (not <name>.awq/'s,
-     * which share their counters) */
+    /* virtual files listed in a model directory: its status entries (not those of its
+     * loadable directories, which share their counters or are small) */
     const int model_dir = m && ns->nodes[idx].dir == QFS_DIR_SOURCE;
     const int depth = b->depth[idx];
     int rc;
@@ -602,8 +604,10 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
             c->src_ino = e[i].st.st_ino;
         } else if (c->kind == QFS_NODE_DIR) {
             c->dir = e[i].dir;
-            if (c->dir == QFS_DIR_AWQ)
+            if (c->dir == QFS_DIR_VIRT) {
                 c->model = m;
+                c->vdir = e[i].vdir;
+            }
         }
         set_attr(c, &e[i].st, ci + 1);
         if (c->kind == QFS_NODE_DIR)
@@ -704,45 +708,29 @@ out:
     return rc;
 }
 
-/* The file names <name>.awq/ passes through from the model directory: what a loader
- * reads besides config.json and the weights (tokenizer, chat template, generation
- * defaults). */
-static int awq_passthrough(const char *name)
-{
-    static const char *const prefixes[] = {
-        "tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges",
-        "generation_config", "chat_template", "preprocessor_config",
-    };
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-        if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
-            return 1;
-    return 0;
-}
-
-/* List <name>.awq (node idx): config.json, model.safetensors (the AWQ file), and the
- * tokenizer and generation files among the source files of its model directory, which
- * was listed before it (so those passed classify's checks there).  0 or negative errno. */
-static int scan_awq_dir(struct builder *b, uint32_t idx)
+/* List loadable directory node idx: its virtual entries, and the tokenizer and generation
+ * files among the source files of its model directory, which was listed before it (so
+ * those passed classify's checks there).  0 or negative errno. */
+static int scan_vdir(struct builder *b, uint32_t idx)
 {
     struct qfs_ns *ns = b->ns;
     const struct qfs_node *dir = &ns->nodes[idx], *md = &ns->nodes[dir->parent];
     const struct qfs_model *m = dir->model;
+    const struct qfs_vdir *vd = &m->dirs[dir->vdir];
     struct ent *e = NULL;
     int n = 0, cap = 0, rc = 0;
-    const struct qfs_vfile *vf = m->files[m->awq_file];
-    struct ent cfg = {.name = strdup("config.json"), .kind = QFS_NODE_VFILE, .st = dir->st,
-                      .vf = m->awq_config, .vf_index = m->n_files};
-    cfg.st.st_size = (off_t)m->awq_config->size;
-    if ((rc = ents_add(&e, &n, &cap, cfg)) < 0)
-        goto out;
-    struct ent wts = {.name = strdup("model.safetensors"), .kind = QFS_NODE_VFILE,
-                      .st = dir->st, .vf = vf, .vf_index = m->awq_file};
-    wts.st.st_size = (off_t)vf->size;
-    if ((rc = ents_add(&e, &n, &cap, wts)) < 0)
-        goto out;
+    for (int i = 0; i < vd->n; i++) {
+        const struct qfs_vfile *vf = m->files[vd->file[i]];
+        struct ent x = {.name = strdup(vd->entry[i]), .kind = QFS_NODE_VFILE, .st = dir->st,
+                        .vf = vf, .vf_index = vd->file[i]};
+        x.st.st_size = (off_t)vf->size;
+        if ((rc = ents_add(&e, &n, &cap, x)) < 0)
+            goto out;
+    }
     for (uint32_t i = 0; i < md->n_children; i++) {
         const struct qfs_node *c = &ns->nodes[md->first_child + i];
-        if (c->kind != QFS_NODE_FILE || !awq_passthrough(c->name))
+        if (c->kind != QFS_NODE_FILE || !qfs_format_passthrough(c->name) ||
+            ents_have(e, vd->n, c->name))
             continue;
         struct ent x = {.name = strdup(c->name), .kind = QFS_NODE_FILE,
                         .relpath = strdup(c->relpath), .st = c->st, .vf_index = -1};
@@ -850,8 +838,8 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
         case QFS_DIR_STATUS:
             rc = add_status_file(&b, i);
             break;
-        case QFS_DIR_AWQ:
-            rc = scan_awq_dir(&b, i);
+        case QFS_DIR_VIRT:
+            rc = scan_vdir(&b, i);
             break;
         }
         if (rc < 0)
@@ -1105,4 +1093,77 @@ int qfs_ns_open_file(const struct qfs_ns *ns, const struct qfs_node *n)
         return -EACCES;
     }
     return fd;
+}
+
+/* ---- extended attributes ---- */
+
+static const struct qfs_format *node_format(const struct qfs_node *n)
+{
+    if (n->kind == QFS_NODE_VFILE)
+        return n->vf->fmt;
+    if (n->kind == QFS_NODE_DIR && n->dir == QFS_DIR_VIRT)
+        return n->model->dirs[n->vdir].fmt;
+    return NULL;
+}
+
+/* The value of attribute k (0 format, 1 variant, 2 file) of n, malloc'd; NULL: none. */
+static char *xattr_value(const struct qfs_node *n, int k)
+{
+    const struct qfs_format *f = node_format(n);
+    char *v = NULL;
+    if (!f)
+        return NULL;
+    if (k == 0)
+        return strdup(f->name);
+    if (n->kind != QFS_NODE_VFILE || !n->vf->variant)
+        return NULL;
+    if (k == 1)
+        return strdup(n->vf->variant);
+    if (asprintf(&v, "%s/%s", n->model->dir, n->vf->name) < 0)
+        return NULL;
+    return v;
+}
+
+static const char *const xattr_names[3] = {"user.quantfs.format", "user.quantfs.variant",
+                                           "user.quantfs.file"};
+
+static ssize_t xattr_reply(const char *v, size_t len, char *buf, size_t size)
+{
+    if (size == 0)
+        return (ssize_t)len;
+    if (size < len)
+        return -ERANGE;
+    memcpy(buf, v, len);
+    return (ssize_t)len;
+}
+
+ssize_t qfs_ns_getxattr(const struct qfs_node *n, const char *name, char *buf, size_t size)
+{
+    for (int k = 0; k < 3; k++) {
+        if (strcmp(name, xattr_names[k]))
+            continue;
+        char *v = xattr_value(n, k);
+        if (!v)
+            return -ENODATA;
+        ssize_t r = xattr_reply(v, strlen(v), buf, size);
+        free(v);
+        return r;
+    }
+    return -ENODATA;
+}
+
+ssize_t qfs_ns_listxattr(const struct qfs_node *n, char *buf, size_t size)
+{
+    char list[128];
+    size_t len = 0;
+    for (int k = 0; k < 3; k++) {
+        char *v = xattr_value(n, k);
+        if (!v)
+            continue;
+        free(v);
+        size_t l = strlen(xattr_names[k]) + 1;
+        memcpy(list + len, xattr_names[k], l);
+        len += l;
+    }
+    return xattr_reply(list, len, buf, size);
 }

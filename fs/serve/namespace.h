@@ -6,13 +6,12 @@
  * other subdirectory is passed through as a plain tree (the reason logged once), regular
  * files are passed through.  /.quantfs/status is the status file.
  *
- * A model with an AWQ file (<name>.awq.safetensors) also shows the virtual directory
- * <name>.awq/, loadable as an AWQ model by transformers or vLLM: config.json (the
- * model's, with quantization_config), model.safetensors (the AWQ file again: the same
- * virtual file and counters) and the model directory's tokenizer and generation files
- * (names starting with tokenizer, special_tokens_map, added_tokens, vocab, merges,
- * generation_config, chat_template or preprocessor_config), passed through.  A source
- * entry of a virtual entry's name hides the virtual one (logged).
+ * A model directory also shows the loadable directories its formats offer
+ * (codecs/format.h; <name>.awq/ ...): their virtual entries (config.json,
+ * model.safetensors: virtual files of the model, sharing counters with the same file
+ * listed elsewhere) and the model directory's tokenizer and generation files
+ * (qfs_format_passthrough), passed through.  A source entry of a virtual entry's name hides
+ * the virtual one (logged).
  *
  * Passthrough entries are limited to regular files and directories, QFS_NS_MAX_DEPTH
  * levels deep.  A symlink is followed only when its real path stays inside SOURCE's real
@@ -32,7 +31,7 @@
 
 enum qfs_node_kind {
     QFS_NODE_DIR,    /* passthrough directory, model directory, the root, /.quantfs,
-                        <name>.awq (qfs_node.dir says which) */
+                        a format's loadable directory (qfs_node.dir says which) */
     QFS_NODE_FILE,   /* passthrough regular file: opened by relpath below root_fd */
     QFS_NODE_VFILE,  /* virtual file of a model */
     QFS_NODE_STATUS, /* /.quantfs/status */
@@ -42,7 +41,8 @@ enum qfs_node_kind {
 enum qfs_dir_kind {
     QFS_DIR_SOURCE = 0, /* a source directory (relpath): the root, passthrough, model */
     QFS_DIR_STATUS,     /* /.quantfs */
-    QFS_DIR_AWQ,        /* <name>.awq of the model `model`: no source directory of its own */
+    QFS_DIR_VIRT,       /* loadable directory vdir of the model `model` (<name>.awq ...):
+                           no source directory of its own */
 };
 
 struct qfs_model;
@@ -54,8 +54,7 @@ struct qfs_vfile;
  * gets a new description (so the content is hashed again).  Refcounted by namespaces. */
 struct qfs_ns_desc {
     struct qfs_model *model;
-    struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file,
-                                     then one for model->awq_config */
+    struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file */
     char *abs;                    /* real path of the model directory */
     char *imatrix;                /* the -o imatrix= file it was opened with, or NULL */
     uint8_t fp[16];               /* fingerprint of the directory's files (name, type, size,
@@ -73,8 +72,9 @@ struct qfs_node {
     enum qfs_dir_kind dir;  /* QFS_NODE_DIR: what it lists */
     char *relpath;          /* QFS_NODE_FILE, QFS_DIR_SOURCE: real path relative to the
                                source root; NULL otherwise */
-    struct qfs_model *model;        /* QFS_NODE_VFILE, model directories, QFS_DIR_AWQ:
+    struct qfs_model *model;        /* QFS_NODE_VFILE, model directories, QFS_DIR_VIRT:
                                        owning model */
+    int vdir;                       /* QFS_DIR_VIRT: index into model->dirs */
     const struct qfs_vfile *vf;     /* QFS_NODE_VFILE */
     struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the description */
     dev_t src_dev;                  /* QFS_NODE_FILE: the source file's identity */
@@ -123,8 +123,7 @@ struct qfs_ns {
 struct qfs_ns_opts {
     char *const *imatrix; /* "MODEL=FILE": the importance matrix of model directory MODEL */
     int n_imatrix;
-    int awq_group;        /* qfs_model_opts.awq_group for every model (0: the default,
-                             -1: no AWQ) */
+    const struct qfs_format_set *formats; /* for every model; NULL: the defaults */
 };
 /* o may be NULL. */
 int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);
@@ -154,6 +153,16 @@ uint64_t qfs_ns_ino(const struct qfs_ns *ns, const struct qfs_node *n);
 /* Child of dir by name: 0 and *out, -ENOTDIR, or -ENOENT. */
 int qfs_ns_lookup(const struct qfs_ns *ns, const struct qfs_node *dir, const char *name,
                   const struct qfs_node **out);
+/* Extended attributes of the virtual entries, for clients such as `quantfs warm` (so
+ * that they need not parse names): user.quantfs.format (the format's name, on virtual
+ * files and loadable directories), user.quantfs.variant (on virtual files with tensors:
+ * "Q4_K_M", "AWQ"), user.quantfs.file (on those: the same string for every entry that
+ * shows the same virtual file).  getxattr copies the value of name into buf (size 0: only
+ * its length) and returns the length, -ENODATA, or -ERANGE; listxattr lists the names
+ * node n has, NUL-separated, likewise. */
+ssize_t qfs_ns_getxattr(const struct qfs_node *n, const char *name, char *buf, size_t size);
+ssize_t qfs_ns_listxattr(const struct qfs_node *n, char *buf, size_t size);
+
 /* Open a passthrough file read-only (O_NOFOLLOW, no blocking on special files).
  * fd or negative errno. */
 int qfs_ns_open_file(const struct qfs_ns *ns, const struct qfs_node *n);

@@ -236,7 +236,7 @@ static void update_watches(struct qfs_live *l, const struct qfs_ns *ns)
     for (uint32_t i = 0; i < ns->n_nodes; i++) {
         const struct qfs_node *d = &ns->nodes[i];
         if (d->kind != QFS_NODE_DIR || d->dir != QFS_DIR_SOURCE)
-            continue; /* /.quantfs and <name>.awq have no source directory to watch */
+            continue; /* /.quantfs and loadable directories have no source directory to watch */
         if (n == MAX_WATCHES) {
             if (!warned++)
                 qfs_warn("%s: more than %d directories: the others are rescanned "

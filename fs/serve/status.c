@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,9 +154,25 @@ static json_t *model_json(const struct qfs_ns *ns, const struct qfs_ns_model *nm
     put(o, "name", str(nm->model->name ? nm->model->name : ""), bad);
     put(o, "dir", str(nm->model->dir ? nm->model->dir : ""), bad);
     put(o, "path", str(nm->path), bad);
-    /* the group size of its AWQ file and <name>.awq/, null when it has none */
-    put(o, "awq_group", nm->model->awq_file >= 0 ? json_integer(nm->model->awq_group)
-                                                 : json_null(), bad);
+    /* "<format>_group": the group size of each grouped format's files, null when the
+     * format offers the model nothing; "formats": those that offer it something */
+    json_t *fmts = json_array();
+    if (!fmts)
+        *bad = 1;
+    for (int k = 0; qfs_formats[k]; k++) {
+        const struct qfs_format *f = qfs_formats[k];
+        bool has = false;
+        for (int j = 0; j < nm->model->n_files && !has; j++)
+            has = nm->model->files[j]->fmt == f;
+        if (has && fmts && json_array_append_new(fmts, str(f->name)))
+            *bad = 1;
+        if (f->groups) {
+            char key[64];
+            snprintf(key, sizeof key, "%s_group", f->name);
+            put(o, key, has ? json_integer(nm->model->formats.group[k]) : json_null(), bad);
+        }
+    }
+    put(o, "formats", fmts, bad);
     for (uint32_t i = nm->first_vnode; i < nm->end_vnode; i++) {
         const struct qfs_node *n = &ns->nodes[i];
         if (n->kind != QFS_NODE_VFILE)
@@ -167,6 +184,8 @@ static json_t *model_json(const struct qfs_ns *ns, const struct qfs_ns_model *nm
             break;
         }
         put(f, "name", str(n->name), bad);
+        put(f, "format", str(n->vf->fmt ? n->vf->fmt->name : ""), bad);
+        put(f, "variant", n->vf->variant ? str(n->vf->variant) : json_null(), bad);
         put(f, "size", u64(n->vf->size), bad);
         put(f, "chunks_total", u64(qfs_vfile_chunks_total(n->vf)), bad);
         put(f, "chunks_quantized", u64(atomic_load_explicit(&st->chunks_quantized,

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../codecs/gguf/gguf_plan.h"
+#include "../../codecs/format.h"
 #include "../../codecs/source/model.h"
 #include "../../codecs/vfile.h"
 #include "../../util/log.h"
@@ -68,12 +68,7 @@ static int64_t now_ms(void)
 
 bool qfs_prewarm_type_ok(const char *name, size_t n)
 {
-    if (strlen(QFS_PREWARM_AWQ) == n && !strncmp(QFS_PREWARM_AWQ, name, n))
-        return true;
-    for (int i = 0; i < qfs_gguf_n_mixes; i++)
-        if (strlen(qfs_gguf_mixes[i].name) == n && !strncmp(qfs_gguf_mixes[i].name, name, n))
-            return true;
-    return false;
+    return qfs_format_variant_ok(name, n);
 }
 
 int qfs_prewarm_check_types(const char *types, const char **bad, int *bad_len)
@@ -92,22 +87,13 @@ int qfs_prewarm_check_types(const char *types, const char **bad, int *bad_len)
     }
 }
 
-/* name is "<model>.<type>.gguf". */
-static bool is_gguf_of(const char *name, const char *type)
-{
-    size_t len = strlen(name), tl = strlen(type);
-    return len > tl + 6 && !strcmp(name + len - 5, ".gguf") && name[len - tl - 6] == '.' &&
-           !strncmp(name + len - tl - 5, type, tl);
-}
-
-/* File j of m is "<model>.<type>.gguf" for a listed type, or its AWQ file with AWQ listed. */
+/* File j of m is of a listed variant. */
 static bool wanted(const struct qfs_prewarm *p, const struct qfs_model *m, int j)
 {
-    for (int i = 0; i < p->n_types; i++) {
-        bool awq = !strcmp(p->types[i], QFS_PREWARM_AWQ);
-        if (awq ? j == m->awq_file : is_gguf_of(m->files[j]->name, p->types[i]))
+    const char *v = m->files[j]->variant;
+    for (int i = 0; v && i < p->n_types; i++)
+        if (!strcmp(p->types[i], v))
             return true;
-    }
     return false;
 }
 

@@ -1,9 +1,9 @@
-/* Prewarm (-o prewarm=Q4_K_M,Q8_0,AWQ): the daemon fills the chunk cache for those output
- * types of every model (AWQ: <model>.awq.safetensors, which <model>.awq/model.safetensors
- * serves too), in background threads at the lowest CPU priority (nice 19), so
- * that the first reader finds the chunks quantized.
+/* Prewarm (-o prewarm=Q4_K_M,Q8_0,AWQ): the daemon fills the chunk cache for the virtual
+ * files of those variants (codecs/format.h: a GGUF type, a format's name) of every model,
+ * in background threads at the lowest CPU priority (nice 19), so that the first reader
+ * finds the chunks quantized.
  *
- * The work is a plan: every virtual file of the current generation whose type is listed,
+ * The work is a plan: every virtual file of the current generation whose variant is listed,
  * of a model description not prewarmed yet, split into its chunks in file order.  The
  * workers take chunks from the plan one at a time (qfs_read_prefetch_chunk: the same
  * cache and single flight as reads, so a reader that reaches a chunk being prewarmed waits
@@ -23,11 +23,7 @@ struct qfs_cache;
 struct qfs_live;
 struct qfs_prewarm;
 
-/* The prewarm type name of a model's AWQ file, <model>.awq.safetensors. */
-#define QFS_PREWARM_AWQ "AWQ"
-
-/* Is name[0..n) a prewarm type: a GGUF output type (the part of a virtual file name
- * before .gguf: Q4_K_M, Q8_0, ...) or QFS_PREWARM_AWQ?  Case-sensitive. */
+/* Is name[0..n) a prewarm type: a variant of some format (qfs_format_variant_ok)? */
 bool qfs_prewarm_type_ok(const char *name, size_t n);
 
 /* Is every comma-separated name in types an output type quantfs offers?  0, or -EINVAL

@@ -253,7 +253,17 @@ static int parse_linear(const char *name, int *layer, int *kind)
 
 static struct qfs_model *open_model(const char *dir, int group, const char *imatrix)
 {
-    struct qfs_model_opts o = {.awq_group = group, .imatrix = imatrix};
+    /* the AWQ format alone, at this group size */
+    struct qfs_format_set fs;
+    char opt[64], err[256];
+    qfs_format_set_init(&fs);
+    snprintf(opt, sizeof opt, "awq_group=%d", group ? group : 128);
+    if (qfs_format_parse_opt(&fs, "formats=awq", err, sizeof err) != 1 ||
+        qfs_format_parse_opt(&fs, opt, err, sizeof err) != 1) {
+        fprintf(stderr, "format options: %s\n", err);
+        exit(1);
+    }
+    struct qfs_model_opts o = {.formats = &fs, .imatrix = imatrix};
     struct qfs_model *m = NULL;
     int rc = qfs_model_open(dir, &o, &m);
     if (rc < 0) {
@@ -870,7 +880,7 @@ static void check_file(const char *label, const char *dir, int group, const char
     /* config.json: modules_to_not_convert are exactly the linears kept F16 */
     char *cj = NULL;
     size_t cl = 0;
-    CHECK(qfs_awq_config_json(m, &cj, &cl) == 0);
+    CHECK(qfs_awq_config_json(m, group, &cj, &cl) == 0);
     json_error_t err;
     json_t *c = cj ? json_loadb(cj, cl, 0, &err) : NULL;
     json_t *qc = json_object_get(c, "quantization_config");
@@ -1241,7 +1251,7 @@ static int dump(int argc, char **argv)
     if (argc > 6) {
         char *cj;
         size_t cl;
-        if (qfs_awq_config_json(m, &cj, &cl) < 0) {
+        if (qfs_awq_config_json(m, atoi(argv[3]), &cj, &cl) < 0) {
             qfs_model_close(m);
             return 1;
         }
