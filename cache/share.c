@@ -508,25 +508,34 @@ int qfs_store_manifest_load(const char *src, const char *key_file,
         free(m);
         return rc;
     }
-    qsort(m->v, m->n, sizeof *m->v, cmp_mline);
+    if (m->n > 1) /* an empty manifest has no array at all (m->v NULL) */
+        qsort(m->v, m->n, sizeof *m->v, cmp_mline);
     *out = m;
     return 0;
 }
 
-bool qfs_store_manifest_lists(const struct qfs_store_manifest *m, const struct qfs_cache_key *k)
+/* The manifest line of key k, or NULL (also for an empty manifest, whose array is NULL:
+ * bsearch must not see it). */
+static const struct mline *manifest_find(const struct qfs_store_manifest *m,
+                                         const struct qfs_cache_key *k)
 {
     struct mline probe;
+    if (m->n == 0)
+        return NULL;
     probe.key = *k;
-    return bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline) != NULL;
+    return bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline);
+}
+
+bool qfs_store_manifest_lists(const struct qfs_store_manifest *m, const struct qfs_cache_key *k)
+{
+    return manifest_find(m, k) != NULL;
 }
 
 bool qfs_store_manifest_check(const struct qfs_store_manifest *m, const struct qfs_store_hdr *h,
                               const uint8_t *payload)
 {
-    struct mline probe;
     char hex[65];
-    probe.key = h->key;
-    const struct mline *l = bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline);
+    const struct mline *l = manifest_find(m, &h->key);
     return l && l->size == h->len + QFS_STORE_HDR && entry_sha256(h, payload, hex) == 0 &&
            strcmp(hex, l->sha) == 0;
 }

@@ -325,6 +325,42 @@ static void test_export_import(void)
     printf("ok   export_import\n");
 }
 
+/* An export of an empty cache, signed: a valid manifest with no entries, usable as a
+ * signed shared tier (every lookup a miss; no qsort/bsearch on a NULL array). */
+static void test_export_empty(void)
+{
+    char *d = tmpdir(), *a = cat(d, "/a"), *x = cat(d, "/x"), *b = cat(d, "/b");
+    char *aroot = cat(a, "/v1"), *broot = cat(b, "/v1"), *keyf = cat(d, "/key");
+    CHECK(write_file(keyf, "0123456789abcdef-the-shared-key") == 0);
+    uint8_t *key;
+    size_t kl;
+    CHECK(qfs_store_read_key(keyf, &key, &kl) == 0);
+    struct qfs_cache *c;
+    CHECK(qfs_cache_open(a, 1 << 20, &c) == 0); /* creates a/v1, empty */
+    qfs_cache_close(c);
+    CHECK(qfs_store_export(aroot, x, key, kl) == 0);
+    CHECK(qfs_store_import(broot, x, key, kl) == 0);
+    struct qfs_store_manifest *m = NULL;
+    CHECK(qfs_store_manifest_load(x, keyf, &m) == 0 && m);
+    struct qfs_cache_key k = key_of(7);
+    CHECK(m && !qfs_store_manifest_lists(m, &k));
+    qfs_store_manifest_free(m);
+    /* As a mount uses it: -o cache_shared=x,cache_hmac_key=key. */
+    struct qfs_cache_opts o = {.dir = b, .shared_dir = x, .shared_key_file = keyf,
+                               .mem_max = 1 << 20};
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    const struct qfs_cache_entry *e;
+    unsigned seed = 7;
+    int oc = -1;
+    CHECK(qfs_cache_get(c, &k, 100, fill_seed, &seed, &e, &oc) == 0 && oc == 2);
+    qfs_cache_put(c, e);
+    qfs_cache_close(c);
+    free(key), free(a), free(x), free(b), free(aroot), free(broot), free(keyf);
+    nftw(d, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+    printf("ok   export_empty\n");
+}
+
 int main(void)
 {
     test_srchash();
@@ -332,6 +368,7 @@ int main(void)
     test_gc_verify();
     test_shared();
     test_export_import();
+    test_export_empty();
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;
