@@ -203,7 +203,7 @@ int main(int argc, char **argv)
         goto out_opts;
     mnt_real = realpath(o.mountpoint, NULL);
     const struct qfs_ns_opts nso = {.imatrix = o.imatrix, .n_imatrix = o.n_imatrix,
-                                    .awq_group = o.awq_group};
+                                    .awq_group = o.awq_group, .max_nodes = o.max_entries};
     if (qfs_ns_build(o.source, &nso, &ns) < 0)
         goto out_opts;
     /* From here the namespace generations belong to live (rescan.h). */

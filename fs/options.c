@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../kernels/dispatch.h"
+#include "serve/namespace.h"
 #include "serve/warm.h"
 
 /* FUSE mount/session options passed through unchanged (name, or name= prefix). */
@@ -80,12 +81,16 @@ void qfs_opts_usage(const char *prog)
            "                     same bytes on either; without a usable GPU, cuda logs\n"
            "                     a warning and uses the CPU (default auto)\n"
            "     gpu_mem=SIZE    device memory the GPU path may use (default 1G)\n"
+           "     max_entries=N   at most N entries in the mount (default %u); a directory\n"
+           "                     that would pass it is not listed (logged, and under\n"
+           "                     skipped in the status file)\n"
            "     allow_other, allow_root, auto_unmount, fsname=, and the other FUSE\n"
            "     mount options are passed to FUSE; the mount is always ro, nosuid, nodev,\n"
            "     default_permissions.  rw, dev, suid, defaults, auto, noauto, nofail,\n"
            "     _netdev, user, users, owner, group, comment=, x-* (from mount(8) and\n"
            "     fstab) are accepted and ignored\n",
-           prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN);
+           prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN,
+           QFS_NS_MAX_NODES);
 }
 
 int qfs_parse_size(const char *s, uint64_t *out)
@@ -314,6 +319,14 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 rc = 2;
             } else {
                 o->gpu_mem = v;
+            }
+        } else if (!strncmp(t, "max_entries=", 12)) {
+            if (qfs_parse_size(t + 12, &v) < 0 || v < 100 || v > (1u << 30)) {
+                fprintf(stderr, "quantfs: -o %s: expected an entry count from 100 to 2^30 (K, M "
+                                "suffixes: 1024, 1024^2)\n", t);
+                rc = 2;
+            } else {
+                o->max_entries = (uint32_t)v;
             }
         } else if (!strncmp(t, "stop_timeout=", 13)) {
             if (qfs_parse_size(t + 13, &v) < 0 || v > 86400 || strpbrk(t + 13, "kKmMgGtT")) {
