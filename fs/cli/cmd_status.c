@@ -88,9 +88,13 @@ static void print_cache(json_t *c)
     else
         printf("          hit rate - (nothing read yet)\n");
     uint64_t errs = num(c, "disk_errors"), bad = num(c, "corrupt_dropped");
+    uint64_t unauth = num(c, "unauthenticated_dropped");
     if (errs || bad)
         printf("          %llu disk errors, %llu corrupt entries dropped\n",
                (unsigned long long)errs, (unsigned long long)bad);
+    if (json_is_true(json_object_get(c, "hmac")))
+        printf("          entries authenticated (HMAC); %llu without a valid HMAC dropped\n",
+               (unsigned long long)unauth);
 }
 
 static int print_summary(json_t *root, bool all)
