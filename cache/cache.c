@@ -1,16 +1,11 @@
 /* Chunk cache: a hash table of refcounted entries, bounded by an LRU of idle entries,
  * with single flight per (key, length) and an optional verified on-disk store.
  *
- * On-disk layout (format version 1), one file per key:
- *   1. path  <dir>/v1/<first 2 hex digits of key>/<remaining 30 hex digits>
- *   2. bytes 0..3    magic "QFSC"
- *   3. bytes 4..7    u32 LE format version (1)
- *   4. bytes 8..23   the 16-byte key
- *   5. bytes 24..31  u64 LE payload length
- *   6. bytes 32..39  u64 LE XXH3-64 of the payload
- *   7. bytes 40..    payload; the file size is exactly 40 + payload length
- * Files are written to a unique temp name in the same directory (O_EXCL), fsynced and
- * renamed, so a reader sees a whole entry or none.  Every load verifies all of the above.
+ * On-disk layout: one file per key, <dir>/v1/<first 2 hex digits of key>/<remaining 30>,
+ * a header and the payload (cache/store.h: format 2, or 3 with an HMAC when the cache has
+ * a key).  Files are written to a unique temp name in the same directory (O_EXCL),
+ * fsynced and renamed, so a reader sees a whole entry or none.  Every load verifies the
+ * header, the payload's XXH3 and, with a key, the HMAC.
  *
  * Write-behind: a filled entry is published (READY, waiters woken) before it is written.
  * The write then goes to a FIFO served by WRITERS background threads (started on the
@@ -34,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -69,6 +65,8 @@ struct qfs_cache {
     char *root;        /* "<dir>/v1", or NULL for memory only; immutable after open */
     char *shared_root; /* "<shared_dir>/v1" (read-only tier) or NULL; immutable */
     struct qfs_store_manifest *shared_manifest; /* signed tier: its entries; immutable */
+    uint8_t *mac_key;  /* -o cache_hmac_key: the key file's bytes, or NULL; immutable */
+    struct qfs_store_auth auth; /* {mac_key, its length}; immutable */
     uint64_t mem_max;  /* immutable after open */
     uint64_t disk_max; /* 0: unbounded; immutable after open */
 
@@ -237,17 +235,25 @@ static void disk_warn_once(struct qfs_cache *c, const char *what, const char *pa
 }
 
 struct disk_counts {
-    uint64_t errors, corrupt, stale, shared;
+    uint64_t errors, corrupt, stale, shared, unauth;
 };
 
-/* Is an entry of key (payload len) in use here: filling, referenced, or queued for its
- * write?  Eviction skips those. */
-static bool in_use_cb(void *arg, const struct qfs_cache_key *k, uint64_t len)
+/* Is an entry of key whose file has size bytes (either header size: the file's payload
+ * length is one of two) in use here: filling, referenced, or queued for its write?
+ * Eviction skips those. */
+static bool in_use_cb(void *arg, const struct qfs_cache_key *k, uint64_t size)
 {
+    static const uint64_t hdr[2] = {QFS_STORE_HDR, QFS_STORE_HDR_AUTH};
     struct qfs_cache *c = arg;
+    bool busy = false;
     pthread_mutex_lock(&c->lock);
-    struct centry *e = table_find(c, k, len, key_hash(k, len));
-    bool busy = e && (e->state != E_READY || e->refs != 0);
+    for (int i = 0; i < 2 && !busy; i++) {
+        if (size < hdr[i])
+            continue;
+        const uint64_t len = size - hdr[i];
+        struct centry *e = table_find(c, k, len, key_hash(k, len));
+        busy = e && (e->state != E_READY || e->refs != 0);
+    }
     pthread_mutex_unlock(&c->lock);
     return busy;
 }
@@ -295,8 +301,10 @@ static void disk_maintain(struct qfs_cache *c, bool first)
 }
 
 /* Load and verify the entry for key from root (the local store, or the shared tier when
- * shared).  1: *out is a malloc'd payload.  0: miss (absent, other length, unreadable, or
- * corrupt; a corrupt or old-format local file is unlinked and logged).  -ENOMEM. */
+ * shared).  With a key, a local entry must carry a valid HMAC; the shared tier is checked
+ * against its signed manifest instead.  1: *out is a malloc'd payload.  0: miss (absent,
+ * other length, unreadable, corrupt or not authenticated; such a local file is unlinked
+ * and logged).  -ENOMEM. */
 static int disk_load_from(struct qfs_cache *c, const char *root, bool shared,
                           const struct qfs_cache_key *k, uint64_t len, uint8_t **out,
                           struct disk_counts *dc)
@@ -309,7 +317,8 @@ static int disk_load_from(struct qfs_cache *c, const char *root, bool shared,
         free(path);
         return 0;
     }
-    int rc = qfs_store_read(path, k, len, !shared, &h, out, why, sizeof why);
+    const struct qfs_store_auth *auth = c->mac_key && !shared ? &c->auth : NULL;
+    int rc = qfs_store_read(path, k, len, auth, !shared, &h, out, why, sizeof why);
     if (rc == 1 && shared && c->shared_manifest &&
         !qfs_store_manifest_check(c->shared_manifest, &h, *out)) {
         snprintf(why, sizeof why, "SHA-256 differs from the signed manifest");
@@ -317,18 +326,22 @@ static int disk_load_from(struct qfs_cache *c, const char *root, bool shared,
         *out = NULL;
         rc = -EBADMSG;
     }
-    if (rc == -EBADMSG || rc == -EPROTO) {
+    if (rc == -EBADMSG || rc == -EPROTO || rc == -EACCES) {
         if (rc == -EBADMSG)
             dc->corrupt++;
-        else
+        else if (rc == -EPROTO)
             dc->stale++;
+        else
+            dc->unauth++;
         if (shared)
             qfs_warn("cache: corrupt entry %s in the shared cache (%s); not used", path, why);
         else if (unlink(path) < 0 && errno != ENOENT)
-            qfs_warn("cache: corrupt entry %s (%s), cannot remove it: %s", path, why,
-                     strerror(errno));
+            qfs_warn("cache: %s entry %s (%s), cannot remove it: %s",
+                     rc == -EACCES ? "unauthenticated" : "corrupt", path, why, strerror(errno));
         else if (rc == -EBADMSG)
             qfs_warn("cache: dropped corrupt entry %s: %s; recomputing", path, why);
+        else if (rc == -EACCES)
+            qfs_warn("cache: dropped entry %s: %s; not served, recomputing", path, why);
         else
             qfs_info("cache: dropped old entry %s: %s; recomputing", path, why);
         rc = 0;
@@ -363,15 +376,17 @@ static int disk_store(struct qfs_cache *c, const struct qfs_cache_key *k, uint32
 {
     const char *what;
     char *where = NULL;
-    int rc = qfs_store_write(c->root, k, tag, data, len, &what, &where);
+    uint64_t bytes = 0;
+    int rc = qfs_store_write(c->root, k, tag, data, len, c->mac_key ? &c->auth : NULL, &bytes,
+                             &what, &where);
     if (rc < 0) {
         disk_warn_once(c, what, where ? where : c->root, -rc);
         free(where);
         return rc;
     }
     pthread_mutex_lock(&c->lock);
-    c->st.disk_bytes += QFS_STORE_HDR + len;
-    c->written_bytes += QFS_STORE_HDR + len;
+    c->st.disk_bytes += bytes;
+    c->written_bytes += bytes;
     bool first = !c->disk_scanned;
     bool over = c->disk_max && c->st.disk_bytes > c->disk_max;
     pthread_mutex_unlock(&c->lock);
@@ -467,6 +482,16 @@ int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out)
     return qfs_cache_open_opts(&o, out);
 }
 
+/* Wipe and free the HMAC key.  Cannot fail. */
+static void key_free(struct qfs_cache *c)
+{
+    if (!c->mac_key)
+        return;
+    OPENSSL_cleanse(c->mac_key, c->auth.len);
+    free(c->mac_key);
+    c->mac_key = NULL;
+}
+
 int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out)
 {
     const char *dir = o->dir;
@@ -484,6 +509,15 @@ int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out)
         goto fail;
     atomic_init(&c->disk_warned, false);
     atomic_init(&c->maint_busy, false);
+    if (o->hmac_key_file) {
+        /* Asked to authenticate: without the key nothing on disk could be trusted. */
+        if ((rc = qfs_store_read_key(o->hmac_key_file, &c->mac_key, &c->auth.len)) < 0) {
+            qfs_err("cache: -o cache_hmac_key=%s: %s", o->hmac_key_file, strerror(-rc));
+            c->mac_key = NULL;
+            goto fail;
+        }
+        c->auth.key = c->mac_key;
+    }
     if (o->shared_dir) {
         struct stat st;
         if (o->shared_dir[0] == '\0') {
@@ -494,9 +528,8 @@ int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out)
             c->shared_root = NULL;
             goto fail;
         }
-        if (o->shared_key_file) {
-            int mrc = qfs_store_manifest_load(o->shared_dir, o->shared_key_file,
-                                              &c->shared_manifest);
+        if (c->mac_key) {
+            int mrc = qfs_store_manifest_load(o->shared_dir, &c->auth, &c->shared_manifest);
             if (mrc < 0) {
                 qfs_warn("cache: shared cache %s not used: %s", o->shared_dir,
                          mrc == -EPERM ? "manifest not signed with the key" : strerror(-mrc));
@@ -543,6 +576,7 @@ fail:
     free(c->root);
     free(c->shared_root);
     qfs_store_manifest_free(c->shared_manifest);
+    key_free(c);
     free(c->buckets);
     free(c);
     return rc;
@@ -588,6 +622,7 @@ void qfs_cache_close(struct qfs_cache *c)
     free(c->root);
     free(c->shared_root);
     qfs_store_manifest_free(c->shared_manifest);
+    key_free(c);
     free(c);
 }
 
@@ -624,7 +659,7 @@ int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, u
 {
     if (!c || !key || !out)
         return -EINVAL;
-    if (len > (uint64_t)SIZE_MAX - QFS_STORE_HDR)
+    if (len > (uint64_t)SIZE_MAX - QFS_STORE_HDR_MAX)
         return -EFBIG;
     uint64_t h = key_hash(key, len);
     int rc;
@@ -670,7 +705,7 @@ int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, u
     pthread_mutex_unlock(&c->lock);
 
     /* This thread owns the fill; no lock held from here to publication. */
-    struct disk_counts dc = {0, 0, 0, 0};
+    struct disk_counts dc = {0, 0, 0, 0, 0};
     uint8_t *buf = NULL;
     bool filled = false, from_disk = false;
     rc = disk_load(c, key, len, &buf, &dc);
@@ -697,6 +732,7 @@ int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, u
     c->st.disk_errors += dc.errors;
     c->st.corrupt_dropped += dc.corrupt;
     c->st.stale_dropped += dc.stale;
+    c->st.unauth_dropped += dc.unauth;
     c->st.shared_hits += dc.shared;
     struct centry *victims = NULL;
     bool write_here = false;

@@ -15,7 +15,9 @@
  *   qfs_cache_put(entry) when done with the bytes.
  * qfs_cache_flush waits for every queued write; qfs_cache_close drains the queue first.
  * Disk entries carry a header (magic, version, key, length, XXH3-64 of the payload, codec
- * tag) and are verified on every load; a bad one is deleted, logged, and recomputed.  The
+ * tag) and are verified on every load; a bad one is deleted, logged, and recomputed.  With
+ * an HMAC key (hmac_key_file) every entry written carries an HMAC-SHA256 under it, and a
+ * local entry without a valid one is treated the same way: never served (store.h).  The
  * disk store is bounded by disk_max: after writes push it over, the least recently used
  * entries (by file mtime) not in use here are evicted down to 90% (cache/store.h). */
 #ifndef QFS_CACHE_H
@@ -52,6 +54,7 @@ enum qfs_cache_codec {
 struct qfs_cache_stats {
     uint64_t mem_hits, disk_hits, fills, waits, disk_errors, corrupt_dropped;
     uint64_t shared_hits;       /* loaded from the read-only shared tier */
+    uint64_t unauth_dropped;    /* with a key: intact entries without a valid HMAC removed */
     uint64_t stale_dropped;     /* entries of another format version removed */
     uint64_t disk_bytes;        /* bytes of the local store (estimate; exact after a scan) */
     uint64_t disk_evicted;      /* entries evicted for disk_max (by this process) */
@@ -65,14 +68,17 @@ struct qfs_cache_stats {
 struct qfs_cache_opts {
     const char *dir;        /* on-disk store (created 0700 if missing) or NULL: memory only */
     const char *shared_dir; /* read-only second tier consulted after dir, or NULL */
-    const char *shared_key_file; /* with shared_dir: use only entries its MANIFEST lists
-                                    (SHA-256 checked), signed with this HMAC key */
+    const char *hmac_key_file; /* or NULL.  The key (the file's bytes, at least 16)
+                                  authenticates every tier: entries written to dir carry an
+                                  HMAC-SHA256 under it, entries of dir without a valid one
+                                  are never served, and shared_dir is used only through its
+                                  MANIFEST signed with it (SHA-256 of each entry checked) */
     uint64_t mem_max;       /* bytes of memory cache (entries in use are never dropped) */
     uint64_t disk_max;      /* bytes of the on-disk store; 0: unbounded */
 };
 
-/* An unusable dir or shared_dir is not fatal: logged once, served from memory.
- * 0 or negative errno. */
+/* An unusable dir or shared_dir is not fatal: logged once, served from memory.  A key
+ * file that cannot be read (or is shorter than 16 bytes) is: 0 or negative errno. */
 int qfs_cache_open_opts(const struct qfs_cache_opts *o, struct qfs_cache **out);
 /* Same with only dir and mem_max. */
 int qfs_cache_open(const char *dir, uint64_t mem_max, struct qfs_cache **out);

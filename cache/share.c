@@ -42,12 +42,12 @@ static void to_hex(const uint8_t *b, size_t n, char *out)
 /* SHA-256 of an entry file as it is on disk: header then payload. */
 static int entry_sha256(const struct qfs_store_hdr *h, const uint8_t *payload, char hex[65])
 {
-    uint8_t hdr[QFS_STORE_HDR], md[EVP_MAX_MD_SIZE];
+    uint8_t hdr[QFS_STORE_HDR_MAX], md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    qfs_store_hdr_encode(h, hdr);
+    const size_t hs = qfs_store_hdr_encode(h, hdr);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, hdr, sizeof hdr) == 1 &&
+             EVP_DigestUpdate(ctx, hdr, hs) == 1 &&
              EVP_DigestUpdate(ctx, payload, h->len) == 1 &&
              EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
     EVP_MD_CTX_free(ctx);
@@ -179,7 +179,8 @@ int qfs_store_export(const char *root, const char *dest, const uint8_t *key, siz
 {
     char *droot = NULL, *mpath = NULL, *spath = NULL;
     struct text man = {0};
-    uint64_t n_entries = 0, n_bytes = 0, skipped = 0;
+    uint64_t n_entries = 0, n_bytes = 0, skipped = 0, unauth = 0, signed_plain = 0;
+    const struct qfs_store_auth auth = {.key = key, .len = keylen};
     int rc = -ENOMEM;
     if (asprintf(&droot, "%s/v1", dest) < 0) {
         droot = NULL;
@@ -219,17 +220,28 @@ int qfs_store_export(const char *root, const char *dest, const uint8_t *key, siz
             }
             struct qfs_store_hdr h;
             uint8_t *payload = NULL;
-            int v = qfs_store_read(path, &k, UINT64_MAX, false, &h, &payload, why, sizeof why);
+            int v = qfs_store_read(path, &k, UINT64_MAX, NULL, false, &h, &payload, why,
+                                   sizeof why);
+            if (v == 1 && key && h.authed && !qfs_store_mac_ok(&h, payload, &auth)) {
+                fprintf(stderr, "quantfs: cache export: %s: HMAC does not verify under the "
+                                "key; not exported\n", path);
+                free(payload);
+                unauth++;
+                v = -EACCES;
+            }
             free(path);
-            if (v != 1) { /* vanished, corrupt or old: not exported */
+            if (v != 1) { /* vanished, corrupt, old or forged: not exported */
                 skipped += v != 0;
                 continue;
             }
-            const char *what;
+            const char *what = "cannot compute the HMAC of";
             char *where = NULL;
-            rc = entry_sha256(&h, payload, hex);
+            signed_plain += key && !h.authed;
+            rc = key ? qfs_store_mac_set(&h, payload, &auth) : 0; /* same bytes if authed */
             if (!rc)
-                rc = qfs_store_write(droot, &k, h.tag, payload, h.len, &what, &where);
+                rc = entry_sha256(&h, payload, hex);
+            if (!rc)
+                rc = qfs_store_write_entry(droot, &h, payload, NULL, &what, &where);
             free(payload);
             if (rc < 0) {
                 fprintf(stderr, "quantfs: cache export: %s %s: %s\n", what,
@@ -237,11 +249,12 @@ int qfs_store_export(const char *root, const char *dest, const uint8_t *key, siz
                 free(where);
                 break;
             }
-            snprintf(line, sizeof line, "%s %" PRIu64 " v1/%s/%s\n", hex,
-                     h.len + QFS_STORE_HDR, de->d_name, fe->d_name);
+            const uint64_t size = qfs_store_hdr_size(&h) + h.len;
+            snprintf(line, sizeof line, "%s %" PRIu64 " v1/%s/%s\n", hex, size, de->d_name,
+                     fe->d_name);
             rc = text_add(&man, line);
             n_entries++;
-            n_bytes += h.len + QFS_STORE_HDR;
+            n_bytes += size;
         }
         if (dp)
             closedir(dp);
@@ -268,8 +281,11 @@ int qfs_store_export(const char *root, const char *dest, const uint8_t *key, siz
     }
     printf("exported %" PRIu64 " entries (%" PRIu64 " bytes) to %s%s", n_entries, n_bytes, dest,
            key ? ", manifest signed" : "");
+    if (signed_plain)
+        printf(", %" PRIu64 " plain entries authenticated with the key", signed_plain);
     if (skipped)
-        printf(", %" PRIu64 " invalid entries skipped", skipped);
+        printf(", %" PRIu64 " invalid entries skipped (%" PRIu64 " with a wrong HMAC)", skipped,
+               unauth);
     printf("\n");
     rc = 0;
 out:
@@ -337,12 +353,13 @@ static int check_listed(const char *src, const struct mline *m, struct qfs_store
     char *path, why[128] = "", hex[65];
     if (asprintf(&path, "%s/%s", src, m->rel) < 0)
         return -ENOMEM;
-    int v = qfs_store_read(path, &m->key, UINT64_MAX, false, h, payload, why, sizeof why);
+    /* The manifest's digest authenticates the whole file (its HMAC, if any, included). */
+    int v = qfs_store_read(path, &m->key, UINT64_MAX, NULL, false, h, payload, why, sizeof why);
     int rc = 0;
     if (v != 1) {
         fprintf(stderr, "quantfs: cache import: %s: %s\n", path, v == 0 ? "missing" : why);
         rc = -EBADMSG;
-    } else if (h->len + QFS_STORE_HDR != m->size) {
+    } else if (qfs_store_hdr_size(h) + h->len != m->size) {
         fprintf(stderr, "quantfs: cache import: %s: size differs from the manifest\n", path);
         rc = -EBADMSG;
     } else if ((rc = entry_sha256(h, *payload, hex)) == 0 && strcmp(hex, m->sha) != 0) {
@@ -417,6 +434,7 @@ int qfs_store_import(const char *root, const char *src, const uint8_t *key, size
 {
     size_t n = 0;
     struct mline *lines = NULL;
+    const struct qfs_store_auth auth = {.key = key, .len = keylen}, *ap = key ? &auth : NULL;
     int rc = load_verified("cache import", src, key, keylen, &lines, &n);
     if (rc < 0)
         goto out;
@@ -444,7 +462,7 @@ int qfs_store_import(const char *root, const char *src, const uint8_t *key, size
             rc = -ENOMEM;
             goto out;
         }
-        int have = qfs_store_read(path, &lines[i].key, UINT64_MAX, false, &h2, NULL, why,
+        int have = qfs_store_read(path, &lines[i].key, UINT64_MAX, ap, false, &h2, NULL, why,
                                   sizeof why);
         free(path);
         if (have == 1) {
@@ -456,9 +474,11 @@ int qfs_store_import(const char *root, const char *src, const uint8_t *key, size
                     lines[i].rel);
             goto out;
         }
-        const char *what;
+        const char *what = "cannot compute the HMAC of";
         char *where = NULL;
-        rc = qfs_store_write(root, &lines[i].key, h.tag, payload, h.len, &what, &where);
+        rc = key ? qfs_store_mac_set(&h, payload, &auth) : 0; /* authenticated here */
+        if (!rc)
+            rc = qfs_store_write_entry(root, &h, payload, NULL, &what, &where);
         free(payload);
         if (rc < 0) {
             fprintf(stderr, "quantfs: cache import: %s %s: %s\n", what, where ? where : root,
@@ -488,46 +508,46 @@ static int cmp_mline(const void *a, const void *b)
     return memcmp(((const struct mline *)a)->key.b, ((const struct mline *)b)->key.b, 16);
 }
 
-int qfs_store_manifest_load(const char *src, const char *key_file,
+int qfs_store_manifest_load(const char *src, const struct qfs_store_auth *key,
                             struct qfs_store_manifest **out)
 {
-    uint8_t *key = NULL;
-    size_t keylen = 0;
-    int rc = qfs_store_read_key(key_file, &key, &keylen);
-    if (rc < 0)
-        return rc;
     struct qfs_store_manifest *m = calloc(1, sizeof *m);
-    if (!m) {
-        free(key);
+    if (!m)
         return -ENOMEM;
-    }
-    rc = load_verified("shared cache", src, key, keylen, &m->v, &m->n);
-    OPENSSL_cleanse(key, keylen);
-    free(key);
+    int rc = load_verified("shared cache", src, key->key, key->len, &m->v, &m->n);
     if (rc < 0) {
         free(m);
         return rc;
     }
-    qsort(m->v, m->n, sizeof *m->v, cmp_mline);
+    if (m->n > 1) /* an empty manifest has no array at all (m->v NULL) */
+        qsort(m->v, m->n, sizeof *m->v, cmp_mline);
     *out = m;
     return 0;
 }
 
-bool qfs_store_manifest_lists(const struct qfs_store_manifest *m, const struct qfs_cache_key *k)
+/* The manifest line of key k, or NULL (also for an empty manifest, whose array is NULL:
+ * bsearch must not see it). */
+static const struct mline *manifest_find(const struct qfs_store_manifest *m,
+                                         const struct qfs_cache_key *k)
 {
     struct mline probe;
+    if (m->n == 0)
+        return NULL;
     probe.key = *k;
-    return bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline) != NULL;
+    return bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline);
+}
+
+bool qfs_store_manifest_lists(const struct qfs_store_manifest *m, const struct qfs_cache_key *k)
+{
+    return manifest_find(m, k) != NULL;
 }
 
 bool qfs_store_manifest_check(const struct qfs_store_manifest *m, const struct qfs_store_hdr *h,
                               const uint8_t *payload)
 {
-    struct mline probe;
     char hex[65];
-    probe.key = h->key;
-    const struct mline *l = bsearch(&probe, m->v, m->n, sizeof *m->v, cmp_mline);
-    return l && l->size == h->len + QFS_STORE_HDR && entry_sha256(h, payload, hex) == 0 &&
+    const struct mline *l = manifest_find(m, &h->key);
+    return l && l->size == qfs_store_hdr_size(h) + h->len && entry_sha256(h, payload, hex) == 0 &&
            strcmp(hex, l->sha) == 0;
 }
 

@@ -12,6 +12,10 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,15 +56,71 @@ static uint64_t get_le64(const uint8_t *p)
     return v;
 }
 
-void qfs_store_hdr_encode(const struct qfs_store_hdr *h, uint8_t out[QFS_STORE_HDR])
+size_t qfs_store_hdr_size(const struct qfs_store_hdr *h)
+{
+    return h->authed ? QFS_STORE_HDR_AUTH : QFS_STORE_HDR;
+}
+
+size_t qfs_store_hdr_encode(const struct qfs_store_hdr *h, uint8_t out[QFS_STORE_HDR_MAX])
 {
     memcpy(out, MAGIC, 4);
-    put_le32(out + 4, QFS_STORE_FORMAT);
+    put_le32(out + 4, h->authed ? QFS_STORE_FORMAT_AUTH : QFS_STORE_FORMAT);
     memcpy(out + 8, h->key.b, 16);
     put_le64(out + 24, h->len);
     put_le64(out + 32, h->sum);
     put_le32(out + 40, h->tag);
     put_le32(out + 44, (uint32_t)XXH3_64bits(out, 44));
+    if (h->authed)
+        memcpy(out + QFS_STORE_HDR, h->mac, QFS_STORE_MAC);
+    return qfs_store_hdr_size(h);
+}
+
+/* HMAC-SHA256 under a of the 48 header bytes of h as format 3, then the payload.
+ * 0 or -ENOMEM. */
+static int entry_mac(const struct qfs_store_hdr *h, const uint8_t *payload,
+                     const struct qfs_store_auth *a, uint8_t mac[QFS_STORE_MAC])
+{
+    struct qfs_store_hdr g = *h;
+    uint8_t hdr[QFS_STORE_HDR_MAX];
+    size_t maclen = 0;
+    g.authed = true;
+    qfs_store_hdr_encode(&g, hdr);
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC *alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = alg ? EVP_MAC_CTX_new(alg) : NULL;
+    const int ok = ctx && EVP_MAC_init(ctx, a->key, a->len, params) == 1 &&
+                   EVP_MAC_update(ctx, hdr, QFS_STORE_HDR) == 1 &&
+                   EVP_MAC_update(ctx, payload, h->len) == 1 &&
+                   EVP_MAC_final(ctx, mac, &maclen, QFS_STORE_MAC) == 1 &&
+                   maclen == QFS_STORE_MAC;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(alg);
+    return ok ? 0 : -ENOMEM;
+}
+
+int qfs_store_mac_set(struct qfs_store_hdr *h, const uint8_t *payload,
+                      const struct qfs_store_auth *a)
+{
+    int rc = entry_mac(h, payload, a, h->mac);
+    h->authed = rc == 0;
+    return rc;
+}
+
+bool qfs_store_mac_ok(const struct qfs_store_hdr *h, const uint8_t *payload,
+                      const struct qfs_store_auth *a)
+{
+    uint8_t mac[QFS_STORE_MAC];
+    return h->authed && entry_mac(h, payload, a, mac) == 0 &&
+           CRYPTO_memcmp(mac, h->mac, QFS_STORE_MAC) == 0;
+}
+
+/* The header size of a format version, 0 for one we do not read. */
+static size_t format_hdr(uint32_t version)
+{
+    return version == QFS_STORE_FORMAT ? QFS_STORE_HDR
+         : version == QFS_STORE_FORMAT_AUTH ? QFS_STORE_HDR_AUTH : 0;
 }
 
 static const char hexd[] = "0123456789abcdef";
@@ -134,10 +194,10 @@ static int write_full(int fd, const void *buf, size_t n)
 }
 
 int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uint64_t want_len,
-                   bool touch, struct qfs_store_hdr *h, uint8_t **payload, char *why,
-                   size_t whylen)
+                   const struct qfs_store_auth *auth, bool touch, struct qfs_store_hdr *h,
+                   uint8_t **payload, char *why, size_t whylen)
 {
-    uint8_t *buf = NULL, hdr[QFS_STORE_HDR];
+    uint8_t *buf = NULL, hdr[QFS_STORE_HDR_MAX];
     int rc;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
@@ -153,14 +213,16 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
         goto out;
     }
     rc = -EBADMSG;
-    if (n >= 8 && memcmp(hdr, MAGIC, 4) == 0 && get_le32(hdr + 4) != QFS_STORE_FORMAT) {
-        snprintf(why, whylen, "format version %" PRIu32 ", expected %u", get_le32(hdr + 4),
-                 QFS_STORE_FORMAT);
+    const size_t hs = n >= 8 ? format_hdr(get_le32(hdr + 4)) : 0;
+    if (n >= 8 && memcmp(hdr, MAGIC, 4) == 0 && hs == 0) {
+        snprintf(why, whylen, "format version %" PRIu32 ", expected %u or %u", get_le32(hdr + 4),
+                 QFS_STORE_FORMAT, QFS_STORE_FORMAT_AUTH);
         rc = -EPROTO;
         goto out;
     }
-    if (n < QFS_STORE_HDR) {
-        snprintf(why, whylen, "truncated header (%zd of %d bytes)", n, QFS_STORE_HDR);
+    if (n < QFS_STORE_HDR || (size_t)n < hs) {
+        snprintf(why, whylen, "truncated header (%zd of %zu bytes)", n,
+                 hs ? hs : (size_t)QFS_STORE_HDR);
         goto out;
     }
     if (memcmp(hdr, MAGIC, 4) != 0) {
@@ -175,14 +237,16 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
     h->len = get_le64(hdr + 24);
     h->sum = get_le64(hdr + 32);
     h->tag = get_le32(hdr + 40);
+    h->authed = hs == QFS_STORE_HDR_AUTH;
+    if (h->authed)
+        memcpy(h->mac, hdr + QFS_STORE_HDR, QFS_STORE_MAC);
     if (expect_key && memcmp(h->key.b, expect_key->b, 16) != 0) {
         snprintf(why, whylen, "key in header does not match its name");
         goto out;
     }
-    if (h->len > (uint64_t)SIZE_MAX - QFS_STORE_HDR ||
-        (uint64_t)st.st_size != QFS_STORE_HDR + h->len) {
-        snprintf(why, whylen, "file is %jd bytes, header says %" PRIu64 " + %d",
-                 (intmax_t)st.st_size, h->len, QFS_STORE_HDR);
+    if (h->len > (uint64_t)SIZE_MAX - hs || (uint64_t)st.st_size != hs + h->len) {
+        snprintf(why, whylen, "file is %jd bytes, header says %" PRIu64 " + %zu",
+                 (intmax_t)st.st_size, h->len, hs);
         goto out;
     }
     if (want_len != UINT64_MAX && h->len != want_len) {
@@ -196,7 +260,7 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
         snprintf(why, whylen, "out of memory");
         goto out;
     }
-    n = pread_full(fd, buf, h->len, QFS_STORE_HDR);
+    n = pread_full(fd, buf, h->len, (off_t)hs);
     if (n < 0) {
         rc = (int)n;
         snprintf(why, whylen, "%s", strerror(-rc));
@@ -208,6 +272,12 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
     }
     if (XXH3_64bits(buf, h->len) != h->sum) {
         snprintf(why, whylen, "payload checksum mismatch");
+        goto out;
+    }
+    if (auth && !qfs_store_mac_ok(h, buf, auth)) {
+        snprintf(why, whylen, "%s", h->authed ? "HMAC does not verify under the key"
+                                              : "no HMAC (written without the key)");
+        rc = -EACCES;
         goto out;
     }
     if (touch)
@@ -273,10 +343,24 @@ static const char *host_name(void)
 }
 
 int qfs_store_write(const char *root, const struct qfs_cache_key *k, uint32_t tag,
-                    const uint8_t *data, uint64_t len, const char **what, char **where)
+                    const uint8_t *data, uint64_t len, const struct qfs_store_auth *auth,
+                    uint64_t *bytes, const char **what, char **where)
+{
+    struct qfs_store_hdr h = {.key = *k, .len = len, .sum = XXH3_64bits(data, len), .tag = tag};
+    *where = NULL;
+    if (auth && qfs_store_mac_set(&h, data, auth) < 0) {
+        *what = "cannot compute the HMAC of";
+        *where = qfs_store_path(root, k);
+        return -ENOMEM;
+    }
+    return qfs_store_write_entry(root, &h, data, bytes, what, where);
+}
+
+int qfs_store_write_entry(const char *root, const struct qfs_store_hdr *h, const uint8_t *data,
+                          uint64_t *bytes, const char **what, char **where)
 {
     static atomic_uint_fast64_t seq;
-    char *path = qfs_store_path(root, k), *tmp = NULL;
+    char *path = qfs_store_path(root, &h->key), *tmp = NULL;
     int fd = -1, rc = -ENOMEM;
     *what = "cannot allocate";
     *where = NULL;
@@ -303,10 +387,9 @@ int qfs_store_write(const char *root, const struct qfs_cache_key *k, uint32_t ta
         *what = "cannot create";
         goto fail;
     }
-    struct qfs_store_hdr h = {.key = *k, .len = len, .sum = XXH3_64bits(data, len), .tag = tag};
-    uint8_t hdr[QFS_STORE_HDR];
-    qfs_store_hdr_encode(&h, hdr);
-    if ((rc = write_full(fd, hdr, sizeof hdr)) < 0 || (rc = write_full(fd, data, len)) < 0) {
+    uint8_t hdr[QFS_STORE_HDR_MAX];
+    const size_t hs = qfs_store_hdr_encode(h, hdr);
+    if ((rc = write_full(fd, hdr, hs)) < 0 || (rc = write_full(fd, data, h->len)) < 0) {
         *what = "cannot write";
         goto fail_unlink;
     }
@@ -328,6 +411,8 @@ int qfs_store_write(const char *root, const struct qfs_cache_key *k, uint32_t ta
         unlink(tmp);
         goto fail;
     }
+    if (bytes)
+        *bytes = hs + h->len;
     free(tmp);
     free(path);
     return 0;
@@ -434,20 +519,21 @@ static int read_header_only(const char *path, const struct qfs_cache_key *k, uin
         snprintf(why, whylen, "%s", strerror(errno));
         return errno == ENOENT ? 0 : -errno;
     }
-    uint8_t hdr[QFS_STORE_HDR];
+    uint8_t hdr[QFS_STORE_HDR_MAX];
     ssize_t n = pread_full(fd, hdr, sizeof hdr, 0);
     close(fd);
     if (n < 0) {
         snprintf(why, whylen, "%s", strerror((int)-n));
         return (int)n;
     }
-    if (n >= 8 && memcmp(hdr, MAGIC, 4) == 0 && get_le32(hdr + 4) != QFS_STORE_FORMAT) {
+    const size_t hs = n >= 8 ? format_hdr(get_le32(hdr + 4)) : 0;
+    if (n >= 8 && memcmp(hdr, MAGIC, 4) == 0 && hs == 0) {
         snprintf(why, whylen, "format version %" PRIu32, get_le32(hdr + 4));
         return -EPROTO;
     }
-    if (n < QFS_STORE_HDR || memcmp(hdr, MAGIC, 4) != 0 ||
+    if (hs == 0 || (size_t)n < hs || memcmp(hdr, MAGIC, 4) != 0 ||
         get_le32(hdr + 44) != (uint32_t)XXH3_64bits(hdr, 44) || memcmp(hdr + 8, k->b, 16) != 0 ||
-        get_le64(hdr + 24) + QFS_STORE_HDR != size) {
+        get_le64(hdr + 24) + hs != size) {
         snprintf(why, whylen, "bad header");
         return -EBADMSG;
     }
@@ -455,6 +541,9 @@ static int read_header_only(const char *path, const struct qfs_cache_key *k, uin
     h->len = get_le64(hdr + 24);
     h->sum = get_le64(hdr + 32);
     h->tag = get_le32(hdr + 40);
+    h->authed = hs == QFS_STORE_HDR_AUTH;
+    if (h->authed)
+        memcpy(h->mac, hdr + QFS_STORE_HDR, QFS_STORE_MAC);
     return 1;
 }
 
@@ -522,15 +611,26 @@ int qfs_store_scan(const char *root, const struct qfs_store_scan_opts *o,
             struct qfs_store_hdr h;
             int v = 1;
             if (o->op == QFS_STORE_VERIFY || o->op == QFS_STORE_GC)
-                v = qfs_store_read(path, &k, UINT64_MAX, false, &h, NULL, why, sizeof why);
+                v = qfs_store_read(path, &k, UINT64_MAX, o->auth, false, &h, NULL, why,
+                                   sizeof why);
             else if (o->op == QFS_STORE_STAT)
                 v = read_header_only(path, &k, size, &h, why, sizeof why);
-            if (v == 0 || (v < 0 && v != -EBADMSG && v != -EPROTO)) { /* vanished/unreadable */
+            if (v == 0 ||
+                (v < 0 && v != -EBADMSG && v != -EPROTO && v != -EACCES)) { /* vanished */
                 free(path);
                 continue;
             }
             r->entries++;
             r->bytes += size;
+            if (v == -EACCES) {
+                r->unauth++;
+                if (o->verbose)
+                    printf("not authenticated %s: %s\n", path, why);
+                if (o->op == QFS_STORE_GC || (o->op == QFS_STORE_VERIFY && o->fix))
+                    remove_entry(path, size, why, o->verbose, r);
+                free(path);
+                continue;
+            }
             if (v == -EPROTO) {
                 r->stale_format++;
                 if (o->op == QFS_STORE_GC)
@@ -547,8 +647,10 @@ int qfs_store_scan(const char *root, const struct qfs_store_scan_opts *o,
                 free(path);
                 continue;
             }
-            if (o->op != QFS_STORE_EVICT)
+            if (o->op != QFS_STORE_EVICT) {
                 tag_count(r, h.tag, size);
+                r->authed += h.authed;
+            }
             if (o->op == QFS_STORE_GC && !tag_live(o, h.tag)) {
                 r->dead_tag++;
                 remove_entry(path, size, "no codec uses its version", o->verbose, r);
@@ -584,8 +686,7 @@ int qfs_store_scan(const char *root, const struct qfs_store_scan_opts *o,
     if (!rc && o->max && kept > o->max && (o->op == QFS_STORE_GC || o->op == QFS_STORE_EVICT)) {
         qsort(items, n, sizeof *items, cmp_mtime);
         for (size_t i = 0; i < n && kept > o->max; i++) {
-            if (o->in_use && o->in_use(o->in_use_arg, &items[i].key,
-                                       items[i].size - QFS_STORE_HDR))
+            if (o->in_use && o->in_use(o->in_use_arg, &items[i].key, items[i].size))
                 continue;
             uint64_t before = r->removed;
             remove_entry(items[i].path, items[i].size, "least recently used", o->verbose, r);

@@ -203,7 +203,7 @@ int main(int argc, char **argv)
         goto out_opts;
     mnt_real = realpath(o.mountpoint, NULL);
     const struct qfs_ns_opts nso = {.imatrix = o.imatrix, .n_imatrix = o.n_imatrix,
-                                    .formats = &o.formats};
+                                    .formats = &o.formats, .max_nodes = o.max_entries};
     if (qfs_ns_build(o.source, &nso, &ns) < 0)
         goto out_opts;
     /* From here the namespace generations belong to live (rescan.h). */
@@ -213,7 +213,7 @@ int main(int argc, char **argv)
     }
     const struct qfs_cache_opts co = {.dir = o.cache_dir, .shared_dir = o.cache_shared,
                                       .mem_max = o.cache_mem, .disk_max = o.cache_max,
-                                      .shared_key_file = o.cache_hmac_key};
+                                      .hmac_key_file = o.cache_hmac_key};
     rc = qfs_cache_open_opts(&co, &cache);
     if (rc < 0) {
         fprintf(stderr, "quantfs: cache %s: %s\n", o.cache_dir ? o.cache_dir : "(memory)",
@@ -227,6 +227,7 @@ int main(int argc, char **argv)
     ll.info.cache_mem_max = o.cache_mem;
     ll.info.cache_max = o.cache_max;
     ll.info.cache_shared = o.cache_shared;
+    ll.info.cache_hmac = o.cache_hmac_key != NULL;
     qfs_vfile_set_hash_store(cache); /* source hashes remembered across mounts */
 
     se = fuse_session_new(&args, qfs_ll_ops(), sizeof(struct fuse_lowlevel_ops), &ll);

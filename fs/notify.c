@@ -92,9 +92,11 @@ void qfs_notify_describe(const struct qfs_ll *ll, char *buf, size_t n)
     qfs_human_bytes(s.mem_bytes, mem, sizeof mem);
     qfs_human_bytes(ll->info.cache_mem_max, max, sizeof max);
     qfs_human_bytes(served, srv, sizeof srv);
+    char src[512]; /* one line: the notify message is newline-separated assignments */
     snprintf(buf, n, "%d model%s (%d files) from %s; cache %s/%s in memory%s, hit rate %.0f%%; "
              "%s served; device cpu",
-             ns->n_models, ns->n_models == 1 ? "" : "s", files, ns->source, mem, max,
+             ns->n_models, ns->n_models == 1 ? "" : "s", files,
+             qfs_log_escape(ns->source, src, sizeof src), mem, max,
              ll->info.cache_dir ? " + disk" : "", all ? 100.0 * (double)hits / (double)all : 0.0,
              srv);
     qfs_live_release(ll->live, ns);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../kernels/dispatch.h"
+#include "serve/namespace.h"
 #include "serve/warm.h"
 
 /* FUSE mount/session options passed through unchanged (name, or name= prefix). */
@@ -51,8 +52,11 @@ void qfs_opts_usage(const char *prog)
            "                     entries are evicted (default 0: unbounded)\n"
            "     cache_shared=DIR  read-only second cache consulted after cache=DIR\n"
            "                     (e.g. on NFS, or an export); hits are copied locally\n"
-           "     cache_hmac_key=FILE  with cache_shared: use only entries listed in its\n"
-           "                     MANIFEST signed with this key (quantfs cache export)\n"
+           "     cache_hmac_key=FILE  authenticate every cache tier with this key (a file\n"
+           "                     of at least 16 random bytes shared by the hosts): entries\n"
+           "                     written carry an HMAC-SHA256, entries without a valid one\n"
+           "                     are never served; cache_shared is used only through its\n"
+           "                     MANIFEST signed with the key (quantfs cache export)\n"
            "     threads=N       maximum idle threads of the request loop\n"
            "     max_read=N      largest read request in bytes (default %u)\n"
            "     prefetch=N      chunks quantized ahead of a sequential reader, within\n"
@@ -75,6 +79,9 @@ void qfs_opts_usage(const char *prog)
            "                     same bytes on either; without a usable GPU, cuda logs\n"
            "                     a warning and uses the CPU (default auto)\n"
            "     gpu_mem=SIZE    device memory the GPU path may use (default 1G)\n"
+           "     max_entries=N   at most N entries in the mount (default %u); a directory\n"
+           "                     that would pass it is not listed (logged, and under\n"
+           "                     skipped in the status file)\n"
            "  output formats (each on by default unless noted):\n"
            "%s"
            "     allow_other, allow_root, auto_unmount, fsname=, and the other FUSE\n"
@@ -83,7 +90,7 @@ void qfs_opts_usage(const char *prog)
            "     _netdev, user, users, owner, group, comment=, x-* (from mount(8) and\n"
            "     fstab) are accepted and ignored\n",
            prog, QFS_DEFAULT_MAX_READ, QFS_DEFAULT_STOP_TIMEOUT, QFS_DEFAULT_RESCAN,
-           qfs_format_help());
+           QFS_NS_MAX_NODES, qfs_format_help());
 }
 
 int qfs_parse_size(const char *s, uint64_t *out)
@@ -303,6 +310,14 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
                 rc = 2;
             } else {
                 o->gpu_mem = v;
+            }
+        } else if (!strncmp(t, "max_entries=", 12)) {
+            if (qfs_parse_size(t + 12, &v) < 0 || v < 100 || v > (1u << 30)) {
+                fprintf(stderr, "quantfs: -o %s: expected an entry count from 100 to 2^30 (K, M "
+                                "suffixes: 1024, 1024^2)\n", t);
+                rc = 2;
+            } else {
+                o->max_entries = (uint32_t)v;
             }
         } else if (!strncmp(t, "stop_timeout=", 13)) {
             if (qfs_parse_size(t + 13, &v) < 0 || v > 86400 || strpbrk(t + 13, "kKmMgGtT")) {

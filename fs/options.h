@@ -1,8 +1,8 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
  * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=,
  * max_read=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, stop_timeout=, rescan=,
- * nowatch, prewarm=, device=, gpu_mem=, and the output formats' options: formats=,
- * no<format>, <format>_group= (codecs/format.h)) are consumed here; options
+ * nowatch, prewarm=, device=, gpu_mem=, max_entries=, and the output formats' options:
+ * formats=, no<format>, <format>_group= (codecs/format.h)) are consumed here; options
  * mount(8) and fstab add (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE
  * mount options are collected for fuse_session_new; anything else is an error (exit 2). */
 #ifndef QFS_FS_OPTIONS_H
@@ -40,6 +40,8 @@ struct qfs_opts {
                                (codecs/format.h) to prewarm, stored comma-separated, or NULL */
     char *device;           /* -o device=auto|cpu|cuda|cuda:N (checked), or NULL: auto */
     uint64_t gpu_mem;       /* -o gpu_mem=SIZE: device memory of the GPU path; 0: default */
+    uint32_t max_entries;   /* -o max_entries=N: bound of the namespace; 0: the default
+                               (QFS_NS_MAX_NODES, fs/serve/namespace.h) */
     /* argv for fuse_session_new: [prog, "-o", "ro,...", ("-d")], NULL-terminated. */
     char **fuse_argv;
     int fuse_argc;

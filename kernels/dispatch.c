@@ -400,6 +400,9 @@ int qfs_quantize_rows_cpu(enum qfs_type t, enum qfs_dtype dt, const uint8_t *con
         return rc;
     if (nrows == 0)
         return 0;
+    const struct qfs_type_info *ti = qfs_type_info(t);
+    if (ti->prepare && (rc = ti->prepare()) < 0)
+        return rc; /* its one-time tables: -ENOMEM, so qfs_quantize_rows' 0 means -EINVAL */
     float *f = malloc((size_t)nrows * (size_t)n_per_row * sizeof *f);
     if (!f)
         return -ENOMEM;

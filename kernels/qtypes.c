@@ -11,6 +11,7 @@
 #include "kernels/simd.h"
 
 #define ROWS(t) .quantize_row = qfs_quantize_row_##t, .dequantize_row = qfs_dequantize_row_##t
+#define IQ_ROWS(t) ROWS(t), .prepare = qfs_prepare_row_##t
 
 static const struct qfs_type_info types[QFS_TYPE_COUNT] = {
     [QFS_TYPE_F32] = {.name = "F32", .blck = 1, .type_size = 4, ROWS(f32),
@@ -65,22 +66,22 @@ static const struct qfs_type_info types[QFS_TYPE_COUNT] = {
      * codebook cannot follow a block's outliers, and the parity-coded signs
      * (IQ2_XXS/XS, IQ3_XXS) flip the least important value of a group. */
     [QFS_TYPE_IQ2_XXS] = {.name = "IQ2_XXS", .blck = QK_K, .type_size = sizeof(block_iq2_xxs),
-                          ROWS(iq2_xxs), .imatrix_ok = true, .imatrix_required = true,
+                          IQ_ROWS(iq2_xxs), .imatrix_ok = true, .imatrix_required = true,
                           .max_err = 1.5f},
     [QFS_TYPE_IQ2_XS] = {.name = "IQ2_XS", .blck = QK_K, .type_size = sizeof(block_iq2_xs),
-                         ROWS(iq2_xs), .imatrix_ok = true, .imatrix_required = true,
+                         IQ_ROWS(iq2_xs), .imatrix_ok = true, .imatrix_required = true,
                          .max_err = 1.0f},
     [QFS_TYPE_IQ2_S] = {.name = "IQ2_S", .blck = QK_K, .type_size = sizeof(block_iq2_s),
-                        ROWS(iq2_s), .imatrix_ok = true, .max_err = 1.0f},
+                        IQ_ROWS(iq2_s), .imatrix_ok = true, .max_err = 1.0f},
     [QFS_TYPE_IQ3_XXS] = {.name = "IQ3_XXS", .blck = QK_K, .type_size = sizeof(block_iq3_xxs),
-                          ROWS(iq3_xxs), .imatrix_ok = true, .max_err = 0.85f},
+                          IQ_ROWS(iq3_xxs), .imatrix_ok = true, .max_err = 0.85f},
     [QFS_TYPE_IQ3_S] = {.name = "IQ3_S", .blck = QK_K, .type_size = sizeof(block_iq3_s),
-                        ROWS(iq3_s), .imatrix_ok = true, .max_err = 0.625f},
+                        IQ_ROWS(iq3_s), .imatrix_ok = true, .max_err = 0.625f},
     [QFS_TYPE_IQ1_S] = {.name = "IQ1_S", .blck = QK_K, .type_size = sizeof(block_iq1_s),
-                        ROWS(iq1_s), .imatrix_ok = true, .imatrix_required = true,
+                        IQ_ROWS(iq1_s), .imatrix_ok = true, .imatrix_required = true,
                         .max_err = 1.25f},
     [QFS_TYPE_IQ1_M] = {.name = "IQ1_M", .blck = QK_K, .type_size = sizeof(block_iq1_m),
-                        ROWS(iq1_m), .imatrix_ok = true, .imatrix_required = true,
+                        IQ_ROWS(iq1_m), .imatrix_ok = true, .imatrix_required = true,
                         .max_err = 1.5f},
     [QFS_TYPE_Q6_K] = {.name = "Q6_K", .blck = QK_K, .type_size = sizeof(block_q6_K),
                        ROWS(q6_K), .imatrix_ok = true, .max_err = 1.0f / 32},
@@ -177,6 +178,8 @@ size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t n
         return 0;
     if (imatrix == NULL && ti->imatrix_required)
         return 0; /* ggml asserts, llama-quantize refuses: no defined bytes */
+    if (ti->prepare && ti->prepare() < 0)
+        return 0; /* out of memory for its tables */
     qfs_row_quantizer row = qfs_simd_row(t, qfs_simd_level());
     if (row == NULL)
         row = ti->quantize_row;

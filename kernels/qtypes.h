@@ -57,10 +57,16 @@ struct qfs_type_info {
     size_t type_size;     /* bytes per block */
     /* Quantize one row of n floats (n % blck == 0).  imatrix: n importance
      * weights or NULL; rows functions of types with imatrix_ok == false
-     * ignore it (use qfs_quantize_rows, which refuses).  Never fails.
+     * ignore it (use qfs_quantize_rows, which refuses).  Never fails once
+     * prepare (if any) returned 0.
      * Always the portable function: qfs_quantize_rows may run a SIMD variant
      * with the same bytes instead (kernels/simd.h). */
     void (*quantize_row)(const float *x, void *y, int64_t n, const float *imatrix);
+    /* NULL, or builds the one-time tables quantize_row needs (the grid i-quants'
+     * codebook lattices): 0, or -ENOMEM and nothing built (the next call tries
+     * again).  Thread-safe; cheap once it succeeded.  qfs_quantize_rows and
+     * qfs_quantize_rows_cpu call it. */
+    int (*prepare)(void);
     /* Inverse, for tests and error bounds. */
     void (*dequantize_row)(const void *x, float *y, int64_t n);
     /* true when a result with an importance matrix is what ggml gives:
@@ -92,7 +98,9 @@ size_t qfs_row_size(enum qfs_type t, int64_t n);
  * (nrows * qfs_row_size), 0 on an unsupported type or misaligned row, and 0
  * when imatrix != NULL for a type whose weighted quantizer is not implemented
  * (imatrix_ok == false), and 0 when imatrix == NULL for a type with
- * imatrix_required (IQ2_XXS, IQ2_XS, IQ1_S, IQ1_M).  Without imatrix the bytes equal ggml's
+ * imatrix_required (IQ2_XXS, IQ2_XS, IQ1_S, IQ1_M), and 0 when the type's
+ * prepare fails (out of memory; qfs_quantize_rows_cpu returns it as -ENOMEM).
+ * Without imatrix the bytes equal ggml's
  * ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, NULL). */
 size_t qfs_quantize_rows(enum qfs_type t, const float *src, void *dst, int64_t nrows,
                          int64_t n_per_row, const float *imatrix);

@@ -2,12 +2,18 @@
  * IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) and the search structures of their codebooks.
  * The per-block arithmetic lives in quant_block_iq.h.
  *
- * A lattice (struct qfs_iq_lattice) is built once per codebook, on first use,
- * under pthread_once, and never freed (a few hundred KiB in all); afterwards
- * it is read-only and shared by every thread.  IQ1_S and IQ1_M share one. */
+ * A lattice (struct qfs_iq_lattice) is built once per codebook, on first use
+ * (qfs_prepare_row_<t>, which qfs_quantize_rows calls), under build_lock, and
+ * never freed (a few hundred KiB in all); afterwards it is read-only and shared
+ * by every thread.  IQ1_S and IQ1_M share one.  A build that cannot allocate
+ * its tables fails with -ENOMEM and leaves nothing behind: the next call tries
+ * again.  Nothing here aborts. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/iq_grids.h"
 #include "kernels/quant_block_iq.h"
@@ -35,18 +41,11 @@ static const struct lattice_def defs[LAT_COUNT] = {
     [LAT_IQ3_S] = {NULL, qfs_iq3s_grid, 512, 4, 3, {1, 3, 5, 7, 9, 11, 13, 15}, 8, 3},
 };
 
+/* lattices[id] is complete once ready[id] points at it (stored with release
+ * after the build, loaded with acquire); build_lock serialises builds. */
 static struct qfs_iq_lattice lattices[LAT_COUNT];
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (p == NULL) {
-        /* one-time tables of a few hundred KiB: nothing sensible to go on with */
-        fprintf(stderr, "quantfs: out of memory building the i-quant codebook tables\n");
-        abort();
-    }
-    return p;
-}
+static _Atomic(const struct qfs_iq_lattice *) ready[LAT_COUNT];
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int key_level(int key, int i, int bits) { return (key >> (bits * i)) & ((1 << bits) - 1); }
 
@@ -95,14 +94,21 @@ static int neighbour_list(const struct lattice_def *def, const int8_t *level, in
     return n;
 }
 
-static void build(enum lattice_id id)
+/* Build lattices[id].  0, -ENOMEM, or -EINVAL (a codebook byte that is not one
+ * of the type's levels: a broken table, logged).  Nothing is kept on failure. */
+static int build(enum lattice_id id)
 {
     const struct lattice_def *def = &defs[id];
     const int npos = def->npos, bits = def->bits_per_level;
     const int keys = 1 << (bits * npos);
-
-    int8_t *level = xmalloc((size_t)def->grid_size * (size_t)npos);
-    int32_t *map = xmalloc((size_t)keys * sizeof *map);
+    int rc = -ENOMEM;
+    int8_t *level = malloc((size_t)def->grid_size * (size_t)npos);
+    int32_t *map = malloc((size_t)keys * sizeof *map);
+    int *d2 = malloc((size_t)def->grid_size * sizeof *d2);
+    int *hist = malloc(1024 * sizeof *hist);
+    uint16_t *nb = NULL;
+    if (!level || !map || !d2 || !hist)
+        goto fail;
     for (int k = 0; k < keys; k++)
         map[k] = INT32_MIN; /* not yet assigned */
     for (int j = 0; j < def->grid_size; j++) {
@@ -115,7 +121,8 @@ static void build(enum lattice_id id)
                 l++;
             if (l == def->nlev) {
                 fprintf(stderr, "quantfs: i-quant codebook entry %d has byte 0x%02x\n", j, b);
-                abort();
+                rc = -EINVAL;
+                goto fail;
             }
             level[npos * j + i] = (int8_t)l;
             key |= l << (bits * i);
@@ -123,13 +130,13 @@ static void build(enum lattice_id id)
         map[key] = j;
     }
 
-    int *d2 = xmalloc((size_t)def->grid_size * sizeof *d2);
-    int *hist = xmalloc(1024 * sizeof *hist);
     size_t total = 0;
     for (int k = 0; k < keys; k++)
         if (map[k] == INT32_MIN && key_reachable(def, k))
             total += 1 + (size_t)neighbour_list(def, level, k, d2, hist, NULL);
-    uint16_t *nb = xmalloc(total * sizeof *nb);
+    nb = malloc(total * sizeof *nb);
+    if (!nb)
+        goto fail;
     size_t at = 0;
     for (int k = 0; k < keys; k++) {
         if (map[k] != INT32_MIN || !key_reachable(def, k))
@@ -149,41 +156,57 @@ static void build(enum lattice_id id)
 
     lattices[id] = (struct qfs_iq_lattice){
         .level = level, .map = map, .neighbours = nb, .npos = npos, .bits_per_level = bits};
+    return 0;
+fail:
+    free(level);
+    free(map);
+    free(d2);
+    free(hist);
+    free(nb);
+    return rc;
 }
 
-#define LATTICE_ONCE(id)                                                                     \
-    static void build_##id(void) { build(id); }
-LATTICE_ONCE(LAT_IQ2_XXS)
-LATTICE_ONCE(LAT_IQ2_XS)
-LATTICE_ONCE(LAT_IQ2_S)
-LATTICE_ONCE(LAT_IQ1)
-LATTICE_ONCE(LAT_IQ3_XXS)
-LATTICE_ONCE(LAT_IQ3_S)
-
-static pthread_once_t once[LAT_COUNT] = {PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT,
-                                          PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT, PTHREAD_ONCE_INIT};
-static void (*const builders[LAT_COUNT])(void) = {
-    build_LAT_IQ2_XXS, build_LAT_IQ2_XS, build_LAT_IQ2_S,
-    build_LAT_IQ1,     build_LAT_IQ3_XXS, build_LAT_IQ3_S,
-};
-
-/* The lattice, built on first call (thread-safe). */
-static const struct qfs_iq_lattice *lattice(enum lattice_id id)
+/* The lattice, built on first use (thread-safe).  0 and *out, or what build
+ * returned (the next call builds again). */
+static int lattice_get(enum lattice_id id, const struct qfs_iq_lattice **out)
 {
-    pthread_once(&once[id], builders[id]);
-    return &lattices[id];
+    const struct qfs_iq_lattice *l = atomic_load_explicit(&ready[id], memory_order_acquire);
+    int rc = 0;
+    if (!l) {
+        pthread_mutex_lock(&build_lock);
+        l = atomic_load_explicit(&ready[id], memory_order_relaxed);
+        if (!l && (rc = build(id)) == 0) {
+            l = &lattices[id];
+            atomic_store_explicit(&ready[id], l, memory_order_release);
+        }
+        pthread_mutex_unlock(&build_lock);
+    }
+    *out = l;
+    return rc;
 }
 
 /* Row functions.  needs_w: ggml has no unweighted variant (IQ2_XXS, IQ2_XS,
  * IQ1_S); called without importance they use all-ones weights (see
- * quant_block_iq.h; qfs_quantize_rows refuses that case). */
+ * quant_block_iq.h; qfs_quantize_rows refuses that case).  The quantizer needs
+ * its lattice: qfs_prepare_row_<t> builds it (0 or -ENOMEM); called without a
+ * successful prepare when the lattice cannot be built, it writes zero blocks
+ * (it cannot fail: qfs_type_info.quantize_row). */
 #define QFS_DEFINE_IQ_ROWS(t, lat_id, grid, needs_w)                                         \
+    int qfs_prepare_row_##t(void)                                                            \
+    {                                                                                        \
+        const struct qfs_iq_lattice *lat;                                                    \
+        return lattice_get(lat_id, &lat);                                                    \
+    }                                                                                        \
     void qfs_quantize_row_##t(const float *x, void *vy, int64_t n, const float *imatrix)   \
     {                                                                                        \
-        const struct qfs_iq_lattice *lat = lattice(lat_id);                                  \
+        const struct qfs_iq_lattice *lat;                                                    \
         block_##t *y = vy;                                                                   \
         float ones[QK_K];                                                                    \
         const float *unit = NULL;                                                            \
+        if (lattice_get(lat_id, &lat) < 0) {                                                 \
+            memset(y, 0, (size_t)(n / QK_K) * sizeof *y);                                    \
+            return;                                                                          \
+        }                                                                                    \
         if ((needs_w) && imatrix == NULL) {                                                  \
             for (int i = 0; i < QK_K; i++)                                                   \
                 ones[i] = 1.0f;                                                              \

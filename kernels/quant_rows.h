@@ -50,13 +50,17 @@ QFS_DECLARE_ROWS(tq1_0);
 QFS_DECLARE_ROWS(tq2_0);
 QFS_DECLARE_ROWS(q1_0);
 QFS_DECLARE_ROWS(q2_0);
-/* grid i-quants: quant_iq.c (imatrix used; IQ2_XXS/IQ2_XS/IQ1_S need one) */
-QFS_DECLARE_ROWS(iq2_xxs);
-QFS_DECLARE_ROWS(iq2_xs);
-QFS_DECLARE_ROWS(iq2_s);
-QFS_DECLARE_ROWS(iq3_xxs);
-QFS_DECLARE_ROWS(iq3_s);
-QFS_DECLARE_ROWS(iq1_s);
-QFS_DECLARE_ROWS(iq1_m);
+/* grid i-quants: quant_iq.c (imatrix used; IQ2_XXS/IQ2_XS/IQ1_S need one), each
+ * with qfs_prepare_row_<t> (qfs_type_info.prepare: builds its lattice) */
+#define QFS_DECLARE_IQ_ROWS(t)                                                               \
+    QFS_DECLARE_ROWS(t);                                                                     \
+    int qfs_prepare_row_##t(void)
+QFS_DECLARE_IQ_ROWS(iq2_xxs);
+QFS_DECLARE_IQ_ROWS(iq2_xs);
+QFS_DECLARE_IQ_ROWS(iq2_s);
+QFS_DECLARE_IQ_ROWS(iq3_xxs);
+QFS_DECLARE_IQ_ROWS(iq3_s);
+QFS_DECLARE_IQ_ROWS(iq1_s);
+QFS_DECLARE_IQ_ROWS(iq1_m);
 
 #endif

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +19,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: quantfs cache stat [DIR]\n"
-            "       quantfs cache verify [--delete] [DIR]\n"
-            "       quantfs cache gc [--max SIZE] [DIR]\n"
+            "       quantfs cache verify [--hmac-key FILE] [--delete] [DIR]\n"
+            "       quantfs cache gc [--hmac-key FILE] [--max SIZE] [DIR]\n"
             "       quantfs cache export [--hmac-key FILE] DEST [DIR]\n"
             "       quantfs cache import [--hmac-key FILE] SRC [DIR]\n"
             "DIR: the cache directory (default: the mount's default cache directory).\n"
             "verify exits 1 when an entry is bad; gc removes bad entries, entries of old\n"
             "formats or of codec versions no longer used, abandoned temporary files, and\n"
-            "with --max the least recently used entries beyond SIZE.  export/import copy\n"
-            "verified entries with a SHA-256 manifest, signed (HMAC-SHA256) with --hmac-key;\n"
+            "with --max the least recently used entries beyond SIZE.  With --hmac-key (the\n"
+            "mounts' -o cache_hmac_key), verify and gc also check every entry's HMAC: an\n"
+            "entry without a valid one is reported (verify exits 1) and removed by gc and\n"
+            "verify --delete.  export/import copy verified entries with a SHA-256 manifest,\n"
+            "signed (HMAC-SHA256) with --hmac-key, the entries then authenticated with it;\n"
             "import refuses anything that does not verify.\n");
 }
 
@@ -78,6 +82,8 @@ static int do_stat(const char *dir, const char *root)
         printf("  %-12s v%-3u %8" PRIu64 " entries %12" PRIu64 " bytes%s\n",
                codec_name(r.tags[i].tag), r.tags[i].tag & 0xffff, r.tags[i].n,
                r.tags[i].bytes, tag_live(r.tags[i].tag) ? "" : "  (unused: gc removes)");
+    printf("%-14s %" PRIu64 " (HMAC not checked here: verify --hmac-key)\n", "with HMAC",
+           r.authed);
     printf("%-14s %" PRIu64 "\n", "old format", r.stale_format);
     printf("%-14s %" PRIu64 "\n", "bad headers", r.bad);
     printf("%-14s %" PRIu64 "\n", "temp files", r.tmp_files);
@@ -86,22 +92,27 @@ static int do_stat(const char *dir, const char *root)
     return 0;
 }
 
-static int do_verify(const char *root, bool fix)
+/* auth: NULL, or the key every entry must be authenticated with. */
+static int do_verify(const char *root, bool fix, const struct qfs_store_auth *auth)
 {
-    struct qfs_store_scan_opts o = {.op = QFS_STORE_VERIFY, .fix = fix, .verbose = true};
+    struct qfs_store_scan_opts o = {.op = QFS_STORE_VERIFY, .fix = fix, .verbose = true,
+                                    .auth = auth};
     struct qfs_store_report r;
     int rc = qfs_store_scan(root, &o, &r);
     if (rc < 0) {
         fprintf(stderr, "quantfs cache: %s: %s\n", root, strerror(-rc));
         return 1;
     }
-    printf("verified %" PRIu64 " entries: %" PRIu64 " bad, %" PRIu64 " of an old format%s\n",
-           r.entries - r.bad - r.stale_format, r.bad, r.stale_format,
-           fix && r.removed ? " (bad ones removed)" : "");
-    return r.bad && !fix ? 1 : 0;
+    printf("verified %" PRIu64 " entries%s: %" PRIu64 " bad, %" PRIu64 " of an old format",
+           r.entries - r.bad - r.stale_format - r.unauth, auth ? " (HMAC checked)" : "", r.bad,
+           r.stale_format);
+    if (auth)
+        printf(", %" PRIu64 " without a valid HMAC", r.unauth);
+    printf("%s\n", fix && r.removed ? " (bad ones removed)" : "");
+    return (r.bad || r.unauth) && !fix ? 1 : 0;
 }
 
-static int do_gc(const char *root, uint64_t max)
+static int do_gc(const char *root, uint64_t max, const struct qfs_store_auth *auth)
 {
     uint32_t live_tags[QFS_MAX_FORMATS + 1];
     int n_live = 0;
@@ -109,7 +120,8 @@ static int do_gc(const char *root, uint64_t max)
     for (int i = 0; qfs_formats[i] && n_live <= QFS_MAX_FORMATS; i++)
         live_tags[n_live++] = QFS_CACHE_TAG(qfs_formats[i]->cache_codec, qfs_formats[i]->version);
     struct qfs_store_scan_opts o = {.op = QFS_STORE_GC, .verbose = false, .max = max,
-                                    .live_tags = live_tags, .n_live = n_live};
+                                    .live_tags = live_tags, .n_live = n_live,
+                                    .auth = auth};
     struct qfs_store_report r;
     int rc = qfs_store_scan(root, &o, &r);
     if (rc < 0) {
@@ -118,10 +130,12 @@ static int do_gc(const char *root, uint64_t max)
     }
     printf("removed %" PRIu64 " entries (%" PRIu64 " bytes): %" PRIu64 " bad, %" PRIu64
            " old format, %" PRIu64 " unused codec versions, %" PRIu64
-           " least recently used; %" PRIu64 " temp files\n"
-           "kept %" PRIu64 " entries (%" PRIu64 " bytes)\n",
+           " least recently used; %" PRIu64 " temp files\n",
            r.removed, r.removed_bytes, r.bad, r.stale_format, r.dead_tag, r.evicted,
-           r.tmp_removed, r.kept, r.kept_bytes);
+           r.tmp_removed);
+    if (auth)
+        printf("removed %" PRIu64 " entries without a valid HMAC\n", r.unauth);
+    printf("kept %" PRIu64 " entries (%" PRIu64 " bytes)\n", r.kept, r.kept_bytes);
     return 0;
 }
 
@@ -188,12 +202,13 @@ int qfs_cmd_cache(int argc, char **argv)
         status = 1;
         goto out;
     }
+    const struct qfs_store_auth auth = {.key = key, .len = keylen};
     if (!strcmp(sub, "stat"))
         status = do_stat(dir, root);
     else if (!strcmp(sub, "verify"))
-        status = do_verify(root, fix);
+        status = do_verify(root, fix, key ? &auth : NULL);
     else if (!strcmp(sub, "gc"))
-        status = do_gc(root, max);
+        status = do_gc(root, max, key ? &auth : NULL);
     else if (!strcmp(sub, "export"))
         status = qfs_store_export(root, pos[0], key, keylen) < 0 ? 1 : 0;
     else if (!strcmp(sub, "import"))
@@ -203,6 +218,8 @@ int qfs_cmd_cache(int argc, char **argv)
         usage(stderr);
     }
 out:
+    if (key)
+        OPENSSL_cleanse(key, keylen);
     free(key);
     free(root);
     free(dir);

@@ -3,6 +3,7 @@
  * and for a mount made by another quantfs version (missing fields print as "-"). */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "../../util/human.h"
+#include "../../util/log.h"
 #include "commands.h"
 
 static void usage(FILE *f)
@@ -57,10 +59,18 @@ static uint64_t num(json_t *o, const char *k)
     return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 }
 
+/* The string o[k] (dflt when absent), escaped for the terminal as log lines are
+ * (qfs_log_escape): a name from the source cannot end a line or forge one.  The result
+ * lives in one of RING static buffers, so one printf may use up to RING of them. */
+#define RING 6
 static const char *text(json_t *o, const char *k, const char *dflt)
 {
+    static char ring[RING][4 * PATH_MAX];
+    static int next;
     const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : dflt;
+    char *out = ring[next];
+    next = (next + 1) % RING;
+    return qfs_log_escape(s ? s : dflt, out, sizeof ring[0]);
 }
 
 static void print_cache(json_t *c)
@@ -68,9 +78,7 @@ static void print_cache(json_t *c)
     char a[32], b[32];
     uint64_t mh = num(c, "mem_hits"), dh = num(c, "disk_hits"), fills = num(c, "fills");
     uint64_t all = mh + dh + fills;
-    json_t *dir = json_object_get(c, "dir");
-    printf("cache:    %s; memory %s of %s (%llu chunks)\n",
-           json_is_string(dir) ? json_string_value(dir) : "memory only",
+    printf("cache:    %s; memory %s of %s (%llu chunks)\n", text(c, "dir", "memory only"),
            qfs_human_bytes(num(c, "mem_bytes"), a, sizeof a), qfs_human_bytes(num(c, "mem_max"), b, sizeof b),
            (unsigned long long)num(c, "mem_entries"));
     if (all)
@@ -80,9 +88,13 @@ static void print_cache(json_t *c)
     else
         printf("          hit rate - (nothing read yet)\n");
     uint64_t errs = num(c, "disk_errors"), bad = num(c, "corrupt_dropped");
+    uint64_t unauth = num(c, "unauthenticated_dropped");
     if (errs || bad)
         printf("          %llu disk errors, %llu corrupt entries dropped\n",
                (unsigned long long)errs, (unsigned long long)bad);
+    if (json_is_true(json_object_get(c, "hmac")))
+        printf("          entries authenticated (HMAC); %llu without a valid HMAC dropped\n",
+               (unsigned long long)unauth);
 }
 
 static int print_summary(json_t *root, bool all)
@@ -122,8 +134,10 @@ static int print_summary(json_t *root, bool all)
         char chunks[40];
         snprintf(chunks, sizeof chunks, "%llu/%llu", (unsigned long long)done,
                  (unsigned long long)total);
-        printf("%-44s %10s %17s %6llu %10s\n", text(m, "path", text(m, "name", "?")), "", chunks,
-               (unsigned long long)hits, qfs_human_bytes(msrv, a, sizeof a));
+        const char *shown = json_object_get(m, "path") ? text(m, "path", "?")
+                                                       : text(m, "name", "?");
+        printf("%-44s %10s %17s %6llu %10s\n", shown, "", chunks, (unsigned long long)hits,
+               qfs_human_bytes(msrv, a, sizeof a));
         size_t idle = 0;
         json_array_foreach(json_object_get(m, "files"), j, f) {
             if (!all && !num(f, "reads")) {

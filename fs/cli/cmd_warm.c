@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../util/log.h"
 #include "commands.h"
 
 #define FUSE_MAGIC 0x65735546
@@ -401,12 +403,15 @@ int qfs_cmd_warm(int argc, char **argv)
                 continue;
             files_done++;
             if (reported && !reported[i]) {
+                char shown[4 * PATH_MAX]; /* names come from the source: one line each */
                 reported[i] = true;
                 if (w.f[i].err)
                     fprintf(stderr, "%squantfs warm: %s: %s\n", tty && !quiet ? "\r\033[K" : "",
-                            w.f[i].path, strerror(w.f[i].err));
+                            qfs_log_escape(w.f[i].path, shown, sizeof shown),
+                            strerror(w.f[i].err));
                 else if (!quiet && !tty)
-                    fprintf(stderr, "warm: %s: done (%.1f MB)\n", base(w.f[i].path),
+                    fprintf(stderr, "warm: %s: done (%.1f MB)\n",
+                            qfs_log_escape(base(w.f[i].path), shown, sizeof shown),
                             (double)w.f[i].size / 1e6);
             }
         }

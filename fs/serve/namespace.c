@@ -27,7 +27,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,17 @@ struct ent {
     const struct qfs_vfile *vf;
     int vf_index;                  /* VFILE: index of its file (and counters) in the model */
     int vdir;                      /* DIR of kind QFS_DIR_VIRT: index into model->dirs */
+    bool via_link;                 /* source DIR: reached through a symlink */
+};
+
+/* Source directories listed so far, by identity: open addressing, at most half full. */
+struct dirset {
+    struct dirid {
+        dev_t dev;
+        ino_t ino;
+        bool used;
+    } *v;
+    uint32_t cap, n; /* cap: 0 or a power of two */
 };
 
 struct builder {
@@ -63,7 +76,58 @@ struct builder {
     int models_cap, skips_cap;
     const struct qfs_ns_opts *opts; /* may be NULL */
     const struct qfs_ns *prev;      /* the generation before, or NULL */
+    struct dirset dirs;             /* source directories listed (the root included) */
+    uint32_t max_nodes;             /* bound of ns->n_nodes (see namespace.h) */
+    uint32_t over_limit;            /* directories not listed for max_nodes */
 };
+
+#define LIMIT_LOGGED 16 /* directories not listed for max_nodes logged one by one */
+
+static uint32_t dirset_slot(const struct dirset *s, dev_t dev, ino_t ino)
+{
+    uint64_t h = ((uint64_t)dev * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)ino * 0xC2B2AE3D27D4EB4Full);
+    return (uint32_t)(h >> 32) & (s->cap - 1);
+}
+
+static bool dirset_has(const struct dirset *s, dev_t dev, ino_t ino)
+{
+    if (s->cap == 0)
+        return false;
+    for (uint32_t h = dirset_slot(s, dev, ino); s->v[h].used; h = (h + 1) & (s->cap - 1))
+        if (s->v[h].dev == dev && s->v[h].ino == ino)
+            return true;
+    return false;
+}
+
+/* Add (dev, ino) if not present.  0 or -ENOMEM. */
+static int dirset_add(struct dirset *s, dev_t dev, ino_t ino)
+{
+    if (dirset_has(s, dev, ino))
+        return 0;
+    if (2 * (s->n + 1) > s->cap) {
+        struct dirset g = {.cap = s->cap ? 2 * s->cap : 64};
+        g.v = calloc(g.cap, sizeof *g.v);
+        if (!g.v)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < s->cap; i++) {
+            if (!s->v[i].used)
+                continue;
+            uint32_t h = dirset_slot(&g, s->v[i].dev, s->v[i].ino);
+            while (g.v[h].used)
+                h = (h + 1) & (g.cap - 1);
+            g.v[h] = s->v[i];
+        }
+        g.n = s->n;
+        free(s->v);
+        *s = g;
+    }
+    uint32_t h = dirset_slot(s, dev, ino);
+    while (s->v[h].used)
+        h = (h + 1) & (s->cap - 1);
+    s->v[h] = (struct dirid){.dev = dev, .ino = ino, .used = true};
+    s->n++;
+    return 0;
+}
 
 /* The -o imatrix=MODEL=FILE given for the model directory named `name`, or NULL. */
 static const char *imatrix_for(const struct builder *b, const char *name)
@@ -89,10 +153,10 @@ static char *join(const char *a, const char *b)
     return p;
 }
 
-static int add_skip(struct builder *b, const char *path, const char *reason)
+/* Record path in the skips the status file lists (no log line).  0 or -ENOMEM. */
+static int record_skip(struct builder *b, const char *path, const char *reason)
 {
     struct qfs_ns *ns = b->ns;
-    qfs_warn("%s: not served as a model: %s", path, reason);
     if (ns->n_skips == b->skips_cap) {
         int cap = b->skips_cap ? 2 * b->skips_cap : 8;
         void *p = realloc(ns->skips, (size_t)cap * sizeof *ns->skips);
@@ -111,6 +175,13 @@ static int add_skip(struct builder *b, const char *path, const char *reason)
     }
     ns->n_skips++;
     return 0;
+}
+
+/* A directory not served as a model: one log line, and recorded.  0 or -ENOMEM. */
+static int add_skip(struct builder *b, const char *path, const char *reason)
+{
+    qfs_warn("%s: not served as a model: %s", path, reason);
+    return record_skip(b, path, reason);
 }
 
 /* NULL when dir (an open directory fd) looks like a model, else why not. */
@@ -459,7 +530,8 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
     char *rel = NULL;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return 0;
-    if (S_ISLNK(st.st_mode)) {
+    const bool link = S_ISLNK(st.st_mode);
+    if (link) {
         char *lnk = join(dir_rel, name), *abs = NULL, *real = NULL;
         int rc = -ENOMEM;
         if (!lnk || asprintf(&abs, "%s/%s", src, lnk) < 0) {
@@ -517,6 +589,7 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
     x->st = st;
     x->vf = NULL;
     x->vf_index = -1;
+    x->via_link = link;
     return 1;
 }
 
@@ -608,6 +681,10 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
                 c->model = m;
                 c->vdir = e[i].vdir;
             }
+            if (c->dir == QFS_DIR_SOURCE) {
+                c->src_dev = e[i].st.st_dev;
+                c->src_ino = e[i].st.st_ino;
+            }
         }
         set_attr(c, &e[i].st, ci + 1);
         if (c->kind == QFS_NODE_DIR)
@@ -639,12 +716,87 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
     return 0;
 }
 
-/* Scan directory node idx and append its children. */
+/* Is the directory (dev, ino) node idx or one of its ancestors? */
+static int is_ancestor(const struct qfs_ns *ns, uint32_t idx, dev_t dev, ino_t ino)
+{
+    for (;;) {
+        const struct qfs_node *n = &ns->nodes[idx];
+        if (n->kind == QFS_NODE_DIR && n->dir == QFS_DIR_SOURCE && n->src_dev == dev &&
+            n->src_ino == ino)
+            return 1;
+        if (idx == 0)
+            return 0;
+        idx = n->parent;
+    }
+}
+
+/* Keep, among the sorted entries e[0, *n) of directory node idx (source path dir_rel),
+ * the source directories the namespace may list (namespace.h): real ones first, then
+ * links, none that is idx or an ancestor, and no link to a directory listed already.
+ * The others are dropped (one log line each); the kept ones are added to b->dirs.
+ * 0 or -ENOMEM. */
+static int filter_dirs(struct builder *b, uint32_t idx, const char *dir_rel, struct ent *e,
+                       int *n)
+{
+    struct qfs_ns *ns = b->ns;
+    int rc = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        for (int i = 0; i < *n && rc == 0; i++) {
+            struct ent *x = &e[i];
+            if (x->kind != QFS_NODE_DIR || x->dir != QFS_DIR_SOURCE || x->via_link != pass)
+                continue;
+            const char *why = NULL;
+            if (is_ancestor(ns, idx, x->st.st_dev, x->st.st_ino))
+                why = x->via_link ? "symlink not followed: it points to an ancestor directory"
+                                  : "not listed: the same directory as an ancestor (a bind "
+                                    "mount?)";
+            else if (x->via_link && dirset_has(&b->dirs, x->st.st_dev, x->st.st_ino))
+                why = "symlink not followed: the directory it points to is already listed";
+            if (!why) {
+                rc = dirset_add(&b->dirs, x->st.st_dev, x->st.st_ino);
+                continue;
+            }
+            qfs_warn("%s/%s%s%s: %s (%s/%s)", ns->source, dir_rel, *dir_rel ? "/" : "",
+                     x->name, why, ns->source, x->relpath);
+            free(x->name);
+            free(x->relpath);
+            x->name = x->relpath = NULL;
+        }
+    }
+    int k = 0;
+    for (int i = 0; i < *n; i++)
+        if (e[i].name) /* a dropped entry's strings are already freed */
+            e[k++] = e[i];
+    *n = k;
+    return rc;
+}
+
+/* Directory node idx (source path dir_rel) would take the namespace past b->max_nodes:
+ * logged (the first LIMIT_LOGGED) and recorded.  0 or -ENOMEM. */
+static int over_limit(struct builder *b, const char *dir_rel)
+{
+    struct qfs_ns *ns = b->ns;
+    char *path = NULL, reason[128];
+    if (++b->over_limit > LIMIT_LOGGED)
+        return 0;
+    if (asprintf(&path, "%s%s%s", ns->source, *dir_rel ? "/" : "", dir_rel) < 0)
+        return -ENOMEM;
+    snprintf(reason, sizeof reason, "not listed: the mount would hold more than %" PRIu32
+             " entries (-o max_entries)", b->max_nodes);
+    qfs_warn("%s: %s", path, reason);
+    int rc = record_skip(b, path, reason);
+    free(path);
+    return rc;
+}
+
+/* Scan directory node idx and append its children: all of them, or none when they
+ * would take the namespace past b->max_nodes (see namespace.h). */
 static int scan_dir(struct builder *b, uint32_t idx)
 {
     struct qfs_ns *ns = b->ns;
     struct ent *e = NULL;
     int n = 0, cap = 0, rc = 0;
+    bool over = false;
     int depth = b->depth[idx];
     char *dir_rel = strdup(ns->nodes[idx].relpath ? ns->nodes[idx].relpath : "");
     if (!dir_rel)
@@ -670,6 +822,10 @@ static int scan_dir(struct builder *b, uint32_t idx)
             qfs_warn("%s/%s: hidden by the status directory", ns->source, STATUS_DIR_NAME);
             continue;
         }
+        if ((uint64_t)ns->n_nodes + (uint64_t)n >= b->max_nodes) {
+            over = true; /* stop reading: the directory is not listed */
+            break;
+        }
         struct ent x;
         rc = classify(b, dfd, dir_rel, de->d_name, depth + 1, &x);
         if (rc < 0)
@@ -688,13 +844,24 @@ static int scan_dir(struct builder *b, uint32_t idx)
     }
     rc = 0;
     struct qfs_model *m = ns->nodes[idx].model;
-    if (m) {
+    if (m && !over) {
         struct stat vst = ns->nodes[idx].st; /* owner of the model directory */
         vst.st_mtim = newest;
         if ((rc = model_ents(ns, dir_rel, m, &vst, &e, &n, &cap)) < 0)
             goto out;
     }
-    if (idx == 0) {
+    if (over || (uint64_t)ns->n_nodes + (uint64_t)n > b->max_nodes) {
+        ents_free(e, n);
+        e = NULL;
+        n = cap = 0;
+        if ((rc = over_limit(b, dir_rel)) < 0)
+            goto out;
+    }
+    if (n > 1)
+        qsort(e, (size_t)n, sizeof *e, ent_cmp);
+    if ((rc = filter_dirs(b, idx, dir_rel, e, &n)) < 0)
+        goto out;
+    if (idx == 0) { /* /.quantfs, whatever the bound */
         struct ent x = {.name = strdup(STATUS_DIR_NAME), .kind = QFS_NODE_DIR,
                         .dir = QFS_DIR_STATUS, .st = ns->nodes[0].st};
         if ((rc = ents_add(&e, &n, &cap, x)) < 0)
@@ -778,7 +945,9 @@ static int assign_inos(struct qfs_ns *ns, const struct qfs_ns *prev);
 static int build_gen(const char *source, const struct qfs_ns_opts *opts,
                      const struct qfs_ns *prev, struct qfs_ns **out)
 {
-    struct builder b = {.opts = opts, .prev = prev};
+    struct builder b = {.opts = opts, .prev = prev,
+                        .max_nodes = opts && opts->max_nodes ? opts->max_nodes
+                                                             : QFS_NS_MAX_NODES};
     struct qfs_ns *ns = calloc(1, sizeof *ns);
     int rc = -ENOMEM;
     if (!ns)
@@ -813,8 +982,12 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
     if (!root->name || !root->relpath)
         goto fail;
     set_attr(root, &st, 1);
+    root->src_dev = st.st_dev;
+    root->src_ino = st.st_ino;
     b.depth[0] = 0;
     ns->n_nodes = 1;
+    if ((rc = dirset_add(&b.dirs, st.st_dev, st.st_ino)) < 0)
+        goto fail;
 
     int dfd = open(ns->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const char *why = dfd < 0 ? "no config.json" : model_probe(dfd);
@@ -847,6 +1020,12 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
     }
     free(b.depth);
     b.depth = NULL;
+    free(b.dirs.v);
+    b.dirs.v = NULL;
+    if (b.over_limit > LIMIT_LOGGED)
+        qfs_warn("%s: %" PRIu32 " more directories not listed: the mount would hold more "
+                 "than %" PRIu32 " entries (-o max_entries)", ns->source,
+                 b.over_limit - LIMIT_LOGGED, b.max_nodes);
     if ((rc = assign_inos(ns, prev)) < 0)
         goto fail;
     if (!prev)
@@ -858,6 +1037,7 @@ fail:
     if (rc == -ENOMEM)
         qfs_err("%s: out of memory while scanning", source);
     free(b.depth);
+    free(b.dirs.v);
     qfs_ns_destroy(ns);
     return rc;
 }

@@ -15,9 +15,22 @@
  *
  * Passthrough entries are limited to regular files and directories, QFS_NS_MAX_DEPTH
  * levels deep.  A symlink is followed only when its real path stays inside SOURCE's real
- * path; otherwise it is not listed.  A namespace is immutable once built; a change of the
- * source is a new generation (qfs_ns_rebuild, swapped in by rescan.c).  No FUSE here: a
- * test builds a namespace directly. */
+ * path; otherwise it is not listed.  A symlink to a directory is also not followed (not
+ * listed, one log line) when that directory (by device and inode) is the one holding the
+ * link or one of its ancestors, or is listed elsewhere in the mount already: so every
+ * source directory is listed at most once through a link, and `ln -s . x` loops cannot
+ * multiply the tree.  Among the entries of one directory, real directories are taken
+ * before links, in name order; directories of one level before deeper ones.  A real
+ * directory with an ancestor's identity (a bind mount of it) is not listed either.
+ *
+ * The namespace holds at most max_nodes entries (qfs_ns_opts, -o max_entries; default
+ * QFS_NS_MAX_NODES): a directory whose entries would take it past the bound is listed
+ * empty, with one log line, and recorded in skips (a model directory's model stays
+ * described; its files are then reachable only by the status file's counters).
+ *
+ * A namespace is immutable once built; a change of the source is a new generation
+ * (qfs_ns_rebuild, swapped in by rescan.c).  No FUSE here: a test builds a namespace
+ * directly. */
 #ifndef QFS_FS_NAMESPACE_H
 #define QFS_FS_NAMESPACE_H
 
@@ -28,6 +41,7 @@
 #include "read.h"
 
 #define QFS_NS_MAX_DEPTH 8
+#define QFS_NS_MAX_NODES (1u << 18) /* default bound of entries (about 60 MiB of nodes) */
 
 enum qfs_node_kind {
     QFS_NODE_DIR,    /* passthrough directory, model directory, the root, /.quantfs,
@@ -77,7 +91,8 @@ struct qfs_node {
     int vdir;                       /* QFS_DIR_VIRT: index into model->dirs */
     const struct qfs_vfile *vf;     /* QFS_NODE_VFILE */
     struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the description */
-    dev_t src_dev;                  /* QFS_NODE_FILE: the source file's identity */
+    dev_t src_dev;                  /* QFS_NODE_FILE, QFS_DIR_SOURCE: the source file's or
+                                       directory's identity */
     ino_t src_ino;
     struct stat st;                 /* attributes as served (st_ino: the FUSE inode number) */
 };
@@ -124,6 +139,7 @@ struct qfs_ns_opts {
     char *const *imatrix; /* "MODEL=FILE": the importance matrix of model directory MODEL */
     int n_imatrix;
     const struct qfs_format_set *formats; /* for every model; NULL: the defaults */
+    uint32_t max_nodes;   /* bound of entries (0: QFS_NS_MAX_NODES); see the top */
 };
 /* o may be NULL. */
 int qfs_ns_build(const char *source, const struct qfs_ns_opts *o, struct qfs_ns **out);

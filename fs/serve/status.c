@@ -64,6 +64,7 @@ static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info 
     put(c, "mem_max", u64(info->cache_mem_max), bad);
     put(c, "disk_max", u64(info->cache_max), bad);
     put(c, "shared_dir", info->cache_shared ? str(info->cache_shared) : json_null(), bad);
+    put(c, "hmac", json_boolean(info->cache_hmac), bad);
     if (cache) {
         struct qfs_cache_stats s;
         memset(&s, 0, sizeof s);
@@ -78,6 +79,7 @@ static json_t *cache_json(struct qfs_cache *cache, const struct qfs_status_info 
         put(c, "mem_entries", u64(s.mem_entries), bad);
         put(c, "shared_hits", u64(s.shared_hits), bad);
         put(c, "stale_dropped", u64(s.stale_dropped), bad);
+        put(c, "unauthenticated_dropped", u64(s.unauth_dropped), bad);
         put(c, "disk_bytes", u64(s.disk_bytes), bad);
         put(c, "disk_evicted", u64(s.disk_evicted), bad);
         put(c, "disk_writes", u64(s.disk_writes), bad);

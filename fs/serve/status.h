@@ -3,6 +3,7 @@
 #ifndef QFS_FS_STATUS_H
 #define QFS_FS_STATUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct qfs_ns;
@@ -16,6 +17,7 @@ struct qfs_status_info {
     unsigned long long cache_mem_max;
     unsigned long long cache_max; /* 0: unbounded */
     const char *cache_shared;     /* NULL: none */
+    bool cache_hmac;              /* -o cache_hmac_key: entries authenticated */
     struct qfs_live *live;        /* rescan counters; NULL: not shown */
     struct qfs_prewarm *prewarm;  /* prewarm progress; NULL: not shown */
 };

@@ -2,7 +2,8 @@
 """The disk cache through real mounts: a remount quantizes nothing and serves the same
 bytes; two daemons sharing one cache directory; a flipped byte and a truncated entry are
 detected, logged and recomputed; kill -9 during heavy reading leaves only valid entries;
-cache_max is respected; a full (2 MiB tmpfs) cache directory keeps serving correct bytes."""
+cache_max is respected; a full (2 MiB tmpfs) cache directory keeps serving correct bytes;
+with -o cache_hmac_key, entries written without the key are never served."""
 import concurrent.futures as cf
 import hashlib
 import os
@@ -180,6 +181,56 @@ def main():
             subprocess.run(["umount", fc], check=False)
     else:
         print("skip: ENOSPC case needs root to mount a tmpfs")
+
+    # 7. -o cache_hmac_key on a shared read-write directory: entries written by a mount
+    # without the key (anyone who can write the directory) are not served by a mount
+    # with it: recomputed and replaced by authenticated ones; a mount with another key
+    # does not trust those either.  The bytes served are the same throughout.
+    rw = os.path.join(t, "rw-cache")
+    key, key2 = os.path.join(t, "key"), os.path.join(t, "key2")
+    with open(key, "wb") as f:
+        f.write(os.urandom(32))
+    with open(key2, "wb") as f:
+        f.write(os.urandom(32))
+    with q.Mount(src, mnt, f"cache={rw}") as m:
+        q.check(read_all(mnt) == ref, "hmac: a mount without the key fills the directory")
+        plain = quantized(m)
+    v = cache_cmd("verify", "--hmac-key", key, rw)
+    q.check(v.returncode == 1 and "without a valid HMAC" in v.stdout,
+            "hmac: verify --hmac-key reports entries written without the key: " + v.stdout.strip())
+    with q.Mount(src, mnt, f"cache={rw},cache_hmac_key={key}") as m:
+        got = read_all(mnt)
+        n = quantized(m)
+        st = m.status()
+        log = m.log()
+    q.check(got == ref, "hmac: identical bytes served")
+    q.check(n == plain and st["cache"].get("unauthenticated_dropped", 0) > 0,
+            f"hmac: no entry without the HMAC served ({n} of {plain} chunks quantized again, "
+            f"{st['cache'].get('unauthenticated_dropped')} entries dropped)")
+    q.check("not served, recomputing" in log, "hmac: the dropped entries are logged")
+    v = cache_cmd("verify", "--hmac-key", key, rw)
+    q.check(v.returncode == 0, "hmac: entries rewritten authenticated: " + v.stdout.strip())
+    q.check(cache_cmd("verify", rw).returncode == 0, "hmac: and valid without the key")
+    with q.Mount(src, mnt, f"cache={rw},cache_hmac_key={key}") as m:
+        q.check(read_all(mnt) == ref and quantized(m) == 0,
+                f"hmac: a remount with the key quantizes nothing ({quantized(m)})")
+    with q.Mount(src, mnt, f"cache={rw},cache_hmac_key={key2}") as m:
+        q.check(read_all(mnt) == ref and quantized(m) == plain,
+                f"hmac: another key trusts none of them ({quantized(m)} quantized)")
+    g = cache_cmd("gc", "--hmac-key", key, rw)
+    q.check(g.returncode == 0 and "removed 0 entries without" not in g.stdout,
+            "hmac: gc --hmac-key removes the other key's entries: "
+            + g.stdout.strip().replace("\n", "; "))
+    q.check(cache_cmd("verify", "--hmac-key", key, rw).returncode == 0, "hmac: verify after gc")
+    try:
+        r = subprocess.run([q.QUANTFS, src, mnt, "-f", "-o",
+                            f"cache={rw},cache_hmac_key={t}/nokey"],
+                           capture_output=True, text=True, timeout=20)
+        q.check(r.returncode != 0 and "nokey" in r.stderr,
+                f"hmac: an unreadable key file stops the mount: {r.stderr.strip()[:120]}")
+    except subprocess.TimeoutExpired:
+        q.check(False, "hmac: an unreadable key file stops the mount (it mounted)")
+        subprocess.run(["fusermount3", "-u", "-z", mnt], check=False)
     shutil.rmtree(t, ignore_errors=True)
     q.finish()
 

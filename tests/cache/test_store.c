@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static int failures;
 
@@ -299,7 +300,7 @@ static void test_export_import(void)
 
     /* A signed shared tier for a mount: only listed entries with matching digests. */
     flip(pe, 48 + 5); /* repaired */
-    struct qfs_cache_opts o = {.dir = b4, .shared_dir = x, .shared_key_file = keyf,
+    struct qfs_cache_opts o = {.dir = b4, .shared_dir = x, .hmac_key_file = keyf,
                                .mem_max = 1 << 20};
     struct qfs_cache *c;
     CHECK(qfs_cache_open_opts(&o, &c) == 0);
@@ -310,7 +311,7 @@ static void test_export_import(void)
     CHECK(qfs_cache_get_tagged(c, &k, 1, 3000, fill_seed, &seed, &e, &oc) == 0 && oc == 1);
     qfs_cache_put(c, e);
     qfs_cache_close(c);
-    o.shared_key_file = key2f; /* wrong key: the tier is not used at all */
+    o.hmac_key_file = key2f; /* wrong key: the tier is not used at all */
     o.dir = NULL;
     CHECK(qfs_cache_open_opts(&o, &c) == 0);
     CHECK(qfs_cache_get_tagged(c, &k, 1, 3000, fill_seed, &seed, &e, &oc) == 0 && oc == 2);
@@ -325,6 +326,219 @@ static void test_export_import(void)
     printf("ok   export_import\n");
 }
 
+/* An export of an empty cache, signed: a valid manifest with no entries, usable as a
+ * signed shared tier (every lookup a miss; no qsort/bsearch on a NULL array). */
+static void test_export_empty(void)
+{
+    char *d = tmpdir(), *a = cat(d, "/a"), *x = cat(d, "/x"), *b = cat(d, "/b");
+    char *aroot = cat(a, "/v1"), *broot = cat(b, "/v1"), *keyf = cat(d, "/key");
+    CHECK(write_file(keyf, "0123456789abcdef-the-shared-key") == 0);
+    uint8_t *key;
+    size_t kl;
+    CHECK(qfs_store_read_key(keyf, &key, &kl) == 0);
+    struct qfs_cache *c;
+    CHECK(qfs_cache_open(a, 1 << 20, &c) == 0); /* creates a/v1, empty */
+    qfs_cache_close(c);
+    CHECK(qfs_store_export(aroot, x, key, kl) == 0);
+    CHECK(qfs_store_import(broot, x, key, kl) == 0);
+    struct qfs_store_manifest *m = NULL;
+    const struct qfs_store_auth auth = {.key = key, .len = kl};
+    CHECK(qfs_store_manifest_load(x, &auth, &m) == 0 && m);
+    struct qfs_cache_key k = key_of(7);
+    CHECK(m && !qfs_store_manifest_lists(m, &k));
+    qfs_store_manifest_free(m);
+    /* As a mount uses it: -o cache_shared=x,cache_hmac_key=key. */
+    struct qfs_cache_opts o = {.dir = b, .shared_dir = x, .hmac_key_file = keyf,
+                               .mem_max = 1 << 20};
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    const struct qfs_cache_entry *e;
+    unsigned seed = 7;
+    int oc = -1;
+    CHECK(qfs_cache_get(c, &k, 100, fill_seed, &seed, &e, &oc) == 0 && oc == 2);
+    qfs_cache_put(c, e);
+    qfs_cache_close(c);
+    free(key), free(a), free(x), free(b), free(aroot), free(broot), free(keyf);
+    nftw(d, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+    printf("ok   export_empty\n");
+}
+
+/* -o cache_hmac_key on every tier.  Entries written with the key are format 3 and verify
+ * (with and without the key); an entry forged by a writer without the key (valid XXH3, no
+ * HMAC, or the HMAC of another key, or a valid entry's HMAC over other bytes) is never
+ * served by a cache with the key: dropped, counted, recomputed and replaced; gc and verify
+ * with the key find them; the memory tier is unaffected; without the key, behaviour is as
+ * before (such an entry is served: the threat the key closes). */
+static void forge(const char *root, unsigned i, uint64_t len, const struct qfs_store_auth *a)
+{
+    struct qfs_cache_key k = key_of(i);
+    uint8_t *bad = malloc(len);
+    unsigned seed = i + 1000; /* other bytes than fill_seed(i) */
+    fill_seed(&seed, bad, len);
+    const char *what;
+    char *where = NULL;
+    CHECK(qfs_store_write(root, &k, QFS_CACHE_TAG(QFS_CODEC_GGUF, 1), bad, len, a, NULL, &what,
+                          &where) == 0);
+    free(where);
+    free(bad);
+}
+
+/* get key_of(i) (len bytes) through c: 0 when it holds fill_seed(i)'s bytes; *oc the
+ * outcome (0 memory, 1 disk, 2 filled). */
+static int get_check(struct qfs_cache *c, unsigned i, uint64_t len, int *oc)
+{
+    struct qfs_cache_key k = key_of(i);
+    const struct qfs_cache_entry *e;
+    unsigned seed = i;
+    uint8_t *want = malloc(len);
+    fill_seed(&seed, want, len);
+    *oc = -1;
+    int rc = qfs_cache_get_tagged(c, &k, QFS_CACHE_TAG(QFS_CODEC_GGUF, 1), len, fill_seed, &seed,
+                                  &e, oc);
+    if (rc == 0) {
+        rc = memcmp(e->data, want, len) == 0 ? 0 : -EBADMSG;
+        qfs_cache_put(c, e);
+    }
+    free(want);
+    return rc;
+}
+
+static void test_auth(void)
+{
+    char *d = tmpdir(), *a = cat(d, "/a"), *aroot = cat(a, "/v1");
+    char *keyf = cat(d, "/key"), *key2f = cat(d, "/key2"), *x = cat(d, "/x");
+    CHECK(write_file(keyf, "0123456789abcdef-the-shared-key") == 0);
+    CHECK(write_file(key2f, "0123456789abcdef-another-key!!!") == 0);
+    uint8_t *key, *key2;
+    size_t kl, kl2;
+    CHECK(qfs_store_read_key(keyf, &key, &kl) == 0 && qfs_store_read_key(key2f, &key2, &kl2) == 0);
+    const struct qfs_store_auth auth = {.key = key, .len = kl}, auth2 = {.key = key2, .len = kl2};
+    const uint64_t len = 4000;
+    struct qfs_cache_opts o = {.dir = a, .hmac_key_file = keyf, .mem_max = 1 << 20};
+    struct qfs_cache *c;
+    int oc;
+
+    /* 1. Written with the key: format 3, verified with and without it; a remount reads
+     * them from disk. */
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    for (unsigned i = 0; i < 8; i++)
+        CHECK(get_check(c, i, len, &oc) == 0 && oc == 2);
+    qfs_cache_close(c);
+    struct qfs_store_scan_opts so = {.op = QFS_STORE_VERIFY, .auth = &auth};
+    struct qfs_store_report r;
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.entries == 8 && r.authed == 8 &&
+          r.bad == 0 && r.unauth == 0);
+    CHECK(r.bytes == 8 * (QFS_STORE_HDR_AUTH + len));
+    r = scan(a, QFS_STORE_VERIFY, 0); /* no key: checksums only, both formats */
+    CHECK(r.entries == 8 && r.bad == 0 && r.stale_format == 0);
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    for (unsigned i = 0; i < 8; i++)
+        CHECK(get_check(c, i, len, &oc) == 0 && oc == 1);
+
+    /* 2. The memory tier is unaffected: entry 0 is in memory; forging its file changes
+     * nothing for this cache. */
+    forge(aroot, 0, len, NULL);
+    CHECK(get_check(c, 0, len, &oc) == 0 && oc == 0);
+    qfs_cache_close(c);
+
+    /* 3. Forged: no HMAC (a writer without the key), the HMAC of another key, and a valid
+     * entry's HMAC kept over other bytes (XXH3 recomputed).  Entry 4 stays good. */
+    forge(aroot, 1, len, NULL);
+    forge(aroot, 2, len, &auth2);
+    {
+        struct qfs_cache_key k = key_of(3);
+        char *p = qfs_store_path(aroot, &k), why[128];
+        struct qfs_store_hdr h;
+        uint8_t *payload;
+        CHECK(qfs_store_read(p, &k, UINT64_MAX, &auth, false, &h, &payload, why, sizeof why) == 1);
+        payload[7] ^= 1;
+        h.sum = XXH3_64bits(payload, h.len);
+        const char *what;
+        char *where = NULL;
+        CHECK(qfs_store_write_entry(aroot, &h, payload, NULL, &what, &where) == 0);
+        CHECK(qfs_store_read(p, &k, UINT64_MAX, NULL, false, &h, NULL, why, sizeof why) == 1);
+        CHECK(qfs_store_read(p, &k, UINT64_MAX, &auth, false, &h, NULL, why, sizeof why) ==
+              -EACCES);
+        free(where), free(payload), free(p);
+    }
+    so.op = QFS_STORE_VERIFY;
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.entries == 8 && r.unauth == 4 && r.bad == 0);
+    r = scan(a, QFS_STORE_VERIFY, 0);
+    CHECK(r.entries == 8 && r.bad == 0); /* all intact: XXH3 cannot tell */
+
+    /* Without the key, as before: a forged entry is served (what the key prevents). */
+    struct qfs_cache_opts plain = {.dir = a, .mem_max = 1 << 20};
+    CHECK(qfs_cache_open_opts(&plain, &c) == 0);
+    CHECK(get_check(c, 1, len, &oc) == -EBADMSG && oc == 1);
+    qfs_cache_close(c);
+
+    /* With the key: none of the four is served; each is dropped, recomputed and
+     * replaced by an authenticated entry. */
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    for (unsigned i = 0; i < 5; i++) {
+        CHECK(get_check(c, i, len, &oc) == 0);
+        CHECK(oc == (i == 4 ? 1 : 2));
+    }
+    qfs_cache_flush(c);
+    struct qfs_cache_stats st;
+    qfs_cache_get_stats(c, &st);
+    CHECK(st.unauth_dropped == 4 && st.fills == 4 && st.corrupt_dropped == 0);
+    qfs_cache_close(c);
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.entries == 8 && r.unauth == 0 &&
+          r.authed == 8);
+
+    /* Remembered source hashes too: one forged without the key is not used. */
+    struct qfs_file_id id = {.dev = 1, .ino = 2, .size = 3, .mtime_ns = 4};
+    struct qfs_cache_key h = key_of(99), got;
+    CHECK(qfs_cache_open_opts(&plain, &c) == 0);
+    qfs_cache_srchash_put(c, &id, 0, 10, &h);
+    qfs_cache_close(c);
+    CHECK(qfs_cache_open_opts(&o, &c) == 0);
+    CHECK(qfs_cache_srchash_get(c, &id, 0, 10, &got) == -ENOENT);
+    qfs_cache_close(c);
+
+    /* 4. gc and verify --delete with the key remove what does not verify. */
+    forge(aroot, 5, len, NULL);
+    forge(aroot, 6, len, &auth2);
+    so.op = QFS_STORE_GC;
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.unauth == 2 && r.removed == 2 &&
+          r.kept == 6);
+    forge(aroot, 7, len, NULL);
+    so.op = QFS_STORE_VERIFY;
+    so.fix = true;
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.unauth == 1 && r.removed == 1);
+    so.fix = false;
+    CHECK(qfs_store_scan(aroot, &so, &r) == 0 && r.entries == 5 && r.unauth == 0);
+
+    /* 5. Export with the key: a wrong HMAC is not exported; entries go out authenticated. */
+    forge(aroot, 6, len, &auth2);
+    CHECK(qfs_store_export(aroot, x, key, kl) == 0);
+    char *xroot = cat(x, "/v1");
+    CHECK(qfs_store_scan(xroot, &so, &r) == 0 && r.entries == 5 && r.authed == 5 &&
+          r.unauth == 0);
+    free(xroot);
+
+    /* 6. A key file that cannot be used is an error, not an unauthenticated cache. */
+    char *shortf = cat(d, "/short"), *missing = cat(d, "/missing");
+    CHECK(write_file(shortf, "too short") == 0);
+    struct qfs_cache_opts bad = {.dir = a, .hmac_key_file = shortf, .mem_max = 1 << 20};
+    CHECK(qfs_cache_open_opts(&bad, &c) == -EINVAL);
+    bad.hmac_key_file = missing;
+    CHECK(qfs_cache_open_opts(&bad, &c) == -ENOENT);
+    /* A memory-only cache with a key: nothing on disk, nothing to check. */
+    struct qfs_cache_opts mem = {.hmac_key_file = keyf, .mem_max = 1 << 20};
+    CHECK(qfs_cache_open_opts(&mem, &c) == 0);
+    CHECK(get_check(c, 1, len, &oc) == 0 && oc == 2);
+    CHECK(get_check(c, 1, len, &oc) == 0 && oc == 0);
+    qfs_cache_close(c);
+
+    free(shortf), free(missing);
+    free(key), free(key2), free(a), free(aroot), free(keyf), free(key2f), free(x);
+    nftw(d, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+    printf("ok   auth\n");
+}
+
 int main(void)
 {
     test_srchash();
@@ -332,6 +546,8 @@ int main(void)
     test_gc_verify();
     test_shared();
     test_export_import();
+    test_export_empty();
+    test_auth();
     if (failures)
         fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;
