@@ -46,8 +46,12 @@ typedef int (*qfs_cache_fill_fn)(void *arg, uint8_t *dst, uint64_t len);
 enum qfs_cache_codec {
     QFS_CODEC_NONE = 0,    /* untagged (tests, qfs_cache_get) */
     QFS_CODEC_SRCHASH = 1, /* remembered source content hashes (qfs_cache_srchash_*) */
-    QFS_CODEC_GGUF = 2,    /* GGUF tensor chunks (codecs/gguf_file.c) */
-    QFS_CODEC_AWQ = 3,     /* AWQ safetensors chunks (codecs/awq.c) */
+    QFS_CODEC_GGUF = 2,    /* GGUF tensor chunks (codecs/gguf) */
+    QFS_CODEC_AWQ = 3,     /* AWQ safetensors chunks (codecs/awq) */
+    QFS_CODEC_FP8 = 4,     /* compressed-tensors FP8 (codecs/ct) */
+    QFS_CODEC_W4A16 = 5,   /* compressed-tensors W4A16 pack-quantized (codecs/ct) */
+    QFS_CODEC_GPTQ = 6,    /* GPTQ v1 (codecs/gptq) */
+    QFS_CODEC_MLX = 7,     /* MLX affine (codecs/mlx) */
 };
 #define QFS_SRCHASH_VERSION 1
 

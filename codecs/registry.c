@@ -10,11 +10,19 @@
 
 extern const struct qfs_format qfs_format_gguf;
 extern const struct qfs_format qfs_format_awq;
+extern const struct qfs_format qfs_format_fp8;
+extern const struct qfs_format qfs_format_w4a16;
+extern const struct qfs_format qfs_format_gptq;
+extern const struct qfs_format qfs_format_mlx;
 
 /* Listing order; cache codec ids are the formats' own (frozen). */
 const struct qfs_format *const qfs_formats[] = {
     &qfs_format_gguf,
     &qfs_format_awq,
+    &qfs_format_fp8,
+    &qfs_format_w4a16,
+    &qfs_format_gptq,
+    &qfs_format_mlx,
     NULL,
 };
 
