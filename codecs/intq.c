@@ -91,8 +91,22 @@ static void sym4_err(const float *x, const float *w, int64_t n, float d, double 
     *eu = b;
 }
 
-float qfs_intq_sym4(enum qfs_dtype dt, const float *x, const float *w, int64_t n, int8_t *q)
+float qfs_intq_sym4(enum qfs_dtype dt, const float *x, const float *im, int64_t n, int8_t *q)
 {
+    /* llama.cpp's use of an importance matrix in its legacy and K types: the weight of a
+     * value is its importance times sqrt(sigma2 + x^2), sigma2 twice the group's mean
+     * square, so that large values count even where the importance is small */
+    float wbuf[256];
+    const float *w = NULL;
+    if (im && n <= 256) {
+        double s2 = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            s2 += (double)x[i] * (double)x[i];
+        const float sigma2 = (float)(2.0 * s2 / (double)n);
+        for (int64_t i = 0; i < n; i++)
+            wbuf[i] = im[i] * sqrtf(sigma2 + x[i] * x[i]);
+        w = wbuf;
+    }
     float amax = 0.0f;
     for (int64_t i = 0; i < n; i++)
         if (fabsf(x[i]) > amax)

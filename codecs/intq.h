@@ -24,13 +24,15 @@ float qfs_intq_e4m3_value(uint8_t c);
 float qfs_intq_fp8_scale(enum qfs_dtype dt, float absmax);
 void qfs_intq_fp8_row(enum qfs_dtype dt, const float *x, int64_t n, float scale, uint8_t *q);
 
-/* Symmetric int4 of a group of n values: the scale d (a value of dt) and q[i] in [-8, 7]
- * with x ~ d * q.  Without weights, round to nearest: d = dt(absmax / 7.5),
- * q = clamp(rint(x / d), -8, 7).  With importance weights w (>= 0), the scale of least
- * weighted error among candidates around it (each refitted by least squares), unless
- * that one's unweighted error exceeds round-to-nearest's by more than 5 %.  A group of
- * zeros gets d = the smallest positive scale.  Cannot fail; q may be NULL. */
-float qfs_intq_sym4(enum qfs_dtype dt, const float *x, const float *w, int64_t n, int8_t *q);
+/* Symmetric int4 of a group of n (<= 256) values: the scale d (a value of dt) and q[i] in
+ * [-8, 7] with x ~ d * q.  Without importance, round to nearest: d = dt(absmax / 7.5),
+ * q = clamp(rint(x / d), -8, 7).  With importance im (>= 0, llama.cpp's imatrix of the
+ * group's input columns), weighted as llama.cpp weights it (im * sqrt(sigma2 + x^2)), the
+ * scale of least weighted error among candidates around round-to-nearest's (each also
+ * refitted by weighted least squares), unless that one's unweighted error exceeds
+ * round-to-nearest's by more than 5 %.  A group of zeros gets d = the smallest positive
+ * scale.  Cannot fail; q may be NULL. */
+float qfs_intq_sym4(enum qfs_dtype dt, const float *x, const float *im, int64_t n, int8_t *q);
 
 /* MLX affine quantization of a group of n values with `bits` bits (mlx's CPU kernel:
  * the edge of larger magnitude mapped exactly, scale sign by which edge, rint), into
