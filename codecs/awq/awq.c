@@ -68,6 +68,7 @@
 #include "awq.h"
 
 #include "../format.h"
+#include "../stout.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -91,11 +92,65 @@ extern const struct qfs_format qfs_format_awq;
 #define PACK_ORDER {0, 2, 4, 6, 1, 3, 5, 7}
 
 enum lin_kind { L_Q, L_K, L_V, L_O, L_GATE, L_UP, L_DOWN, L_N };
-static const char *const lin_names[L_N] = {
-    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj",
-};
 enum grp_kind { G_QKV, G_O, G_GU, G_DOWN, G_N };
+
+/* A scaling group: its linears (they share an input), and what produces that input: a
+ * norm (fold_norm, a 1-D tensor of the block) or the rows of a previous linear (prev_lin;
+ * with prev_upper_half only its second half of rows: Phi-3's fused gate_up_proj, whose up
+ * half feeds down_proj). */
+struct awq_group_def {
+    int lins[3], n;
+    int prev_lin;           /* -1: a norm */
+    bool prev_upper_half;
+    const char *fold_norm;  /* with prev_lin -1: the norm's name in the block */
+};
+
+/* AutoAWQ's layout of one model family (awq/models/<family>.py get_layers_for_scaling): the
+ * block's linears by kind (NULL: the family has none of that kind) and the scaling groups.
+ * norm_offset: the family's RMSNorm multiplies by 1 + w, so a scale s folds as
+ * (1 + w) / s - 1 (AutoAWQ's Gemma rule). */
+struct awq_family {
+    const char *arch;       /* GGUF architecture name (codecs/source/arch.c) */
+    const char *lin[L_N];
+    struct awq_group_def groups[G_N];
+    bool norm_offset;
+};
+
+#define LLAMA_LINS                                                                        \
+    {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",    \
+     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+#define LLAMA_GROUPS(gu_norm)                                                             \
+    {{{L_Q, L_K, L_V}, 3, -1, false, "input_layernorm.weight"},                         \
+     {{L_O}, 1, L_V, false, NULL},                                                         \
+     {{L_GATE, L_UP}, 2, -1, false, gu_norm},                                              \
+     {{L_DOWN}, 1, L_UP, false, NULL}}
+
+static const struct awq_family families[] = {
+    {"llama", LLAMA_LINS, LLAMA_GROUPS("post_attention_layernorm.weight"), false},
+    {"qwen2", LLAMA_LINS, LLAMA_GROUPS("post_attention_layernorm.weight"), false},
+    {"qwen3", LLAMA_LINS, LLAMA_GROUPS("post_attention_layernorm.weight"), false},
+    /* Gemma 3: pre_feedforward_layernorm feeds the MLP (post_attention_layernorm normalises
+     * the attention's output) */
+    {"gemma3", LLAMA_LINS, LLAMA_GROUPS("pre_feedforward_layernorm.weight"), true},
+    /* Phi-3: fused qkv_proj and gate_up_proj; qkv -> o is skipped (AutoAWQ divides the last
+     * rows of qkv_proj, which are v's only without GQA) */
+    {"phi3",
+     {"self_attn.qkv_proj", NULL, NULL, "self_attn.o_proj", "mlp.gate_up_proj", NULL,
+      "mlp.down_proj"},
+     {{{L_Q}, 1, -1, false, "input_layernorm.weight"},
+      {{0}, 0, -1, false, NULL},
+      {{L_GATE}, 1, -1, false, "post_attention_layernorm.weight"},
+      {{L_DOWN}, 1, L_GATE, true, NULL}},
+     false},
+};
+
+static const struct awq_family *family_of(const struct qfs_model *m)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (!strcmp(families[i].arch, m->cfg.arch->gguf))
+            return &families[i];
+    return NULL;
+}
 
 /* One linear layer of a decoder block. */
 struct awq_lin {
@@ -103,7 +158,9 @@ struct awq_lin {
     int64_t out, in;
     int quantized;    /* in % g == 0 && out % 8 == 0 */
     int col_grp;      /* scaling group whose s multiplies the columns, or -1 */
-    int row_grp;      /* scaling group whose s divides the rows, or -1 */
+    int row_grp;      /* scaling group whose s divides rows [row_off, row_off + in of the
+                         group), or -1 */
+    int64_t row_off;
     const float *im;  /* this linear's imatrix (in values) for clipping, or NULL */
     struct qfs_cache_key im_hash;
 };
@@ -129,10 +186,12 @@ struct awq_tensor {
     int src;       /* index into st->tensors */
     int lin;       /* T_F16_LIN / T_Q*: index into lin, else -1 */
     int fold_grp;  /* T_F16 (1-D): group whose s divides the elements, or -1 */
+    bool fold_offset; /* the elements are offsets from 1 (family norm_offset, norms) */
     int64_t groups_per_chunk; /* T_Q*: quant groups per chunk */
 };
 
 struct awq_state {
+    const struct awq_family *fam;
     const struct qfs_st_model *stm;
     struct qfs_src_memo *memos;
     int g;
@@ -465,9 +524,9 @@ static int produce_quant(const struct awq_tensor *at, const struct qfs_vtensor *
         if (sc)
             for (int64_t j = 0; j < cols; j++)
                 row[j] = row[j] * sc[c0 + j];
-        if (sr)
+        if (sr && o >= l->row_off)
             for (int64_t j = 0; j < cols; j++)
-                row[j] = row[j] / sr[o];
+                row[j] = row[j] / sr[o - l->row_off];
     }
     for (int64_t o = 0; o < out; o++) {
         for (int64_t k = 0; k < nq; k++) {
@@ -549,6 +608,7 @@ static int awq_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst)
             return rc;
     }
     const int64_t n = t->row_elems;
+    const int64_t row_off = at->kind == T_F16_LIN ? st->lin[at->lin].row_off : 0;
     const size_t esz = qfs_dtype_size(src->dtype);
     if (src->dtype == QFS_DT_F16 && !fold && !sc && !sr) {
         memcpy(dst, src->data + (uint64_t)row0 * (uint64_t)n * esz, (size_t)(nrows * n) * esz);
@@ -562,11 +622,11 @@ static int awq_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst)
         for (int64_t j = 0; j < n; j++) {
             float x = f[j];
             if (fold)
-                x = x / fold[j];
+                x = at->fold_offset ? (1.0f + x) / fold[j] - 1.0f : x / fold[j];
             if (sc)
                 x = x * sc[j];
-            if (sr)
-                x = x / sr[row0 + r];
+            if (sr && row0 + r >= row_off)
+                x = x / sr[row0 + r - row_off];
             put_f16(dst + (r * n + j) * 2, x);
         }
     }
@@ -638,8 +698,9 @@ static const struct qfs_vtensor_ops awq_ops = {.produce = awq_produce, .key = aw
 
 /* ---- naming and the plan ---- */
 
-/* "model.layers.N.<lin>.weight" -> block N and kind; -1 when not a decoder linear. */
-static int parse_linear(const char *name, long *block)
+/* "model.layers.N.<lin>.weight" -> block N and the kind of the family's linear <lin>; -1
+ * when it is none of them. */
+static int parse_linear(const struct awq_family *f, const char *name, long *block)
 {
     const char *pre = "model.layers.";
     if (strncmp(name, pre, strlen(pre)) != 0)
@@ -652,8 +713,10 @@ static int parse_linear(const char *name, long *block)
     if (*end != '.' || b < 0 || b > 1000000)
         return -1;
     for (int k = 0; k < L_N; k++) {
-        size_t n = strlen(lin_names[k]);
-        if (strncmp(end + 1, lin_names[k], n) == 0 && strcmp(end + 1 + n, ".weight") == 0) {
+        if (!f->lin[k])
+            continue;
+        size_t n = strlen(f->lin[k]);
+        if (strncmp(end + 1, f->lin[k], n) == 0 && strcmp(end + 1 + n, ".weight") == 0) {
             *block = b;
             return k;
         }
@@ -764,6 +827,12 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
         return -EINVAL;
     const struct qfs_st_model *stm = m->st;
     const int nt = stm->n_tensors;
+    if (!family_of(m) || qfs_stout_is_moe(m)) {
+        qfs_info("%s: not offering AWQ: %s", m->dir,
+                 qfs_stout_is_moe(m) ? "mixture-of-experts models are not served in AutoAWQ's layout"
+                                     : "AutoAWQ has no layout for this architecture");
+        return -ENOTSUP;
+    }
     int rc = -ENOMEM, n_out = 0, n_quant = 0;
     long n_blocks = 0;
     struct out_tensor *ot = NULL;
@@ -781,6 +850,7 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
     vf->cache_codec = QFS_CODEC_AWQ;
     vf->codec_state = st;
     vf->codec_state_free = state_free;
+    st->fam = family_of(m);
     st->stm = stm;
     st->memos = m->memos;
     st->g = g;
@@ -793,7 +863,7 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
     /* the decoder linears, L_N per block */
     for (int i = 0; i < nt; i++) {
         long b;
-        if (parse_linear(stm->tensors[i].name, &b) >= 0 && b + 1 > n_blocks)
+        if (parse_linear(st->fam, stm->tensors[i].name, &b) >= 0 && b + 1 > n_blocks)
             n_blocks = b + 1;
     }
     st->n_lin = (int)n_blocks * L_N;
@@ -809,7 +879,7 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
     for (int i = 0; i < nt; i++) {
         const struct qfs_st_tensor *s = &stm->tensors[i];
         long b;
-        int k = parse_linear(s->name, &b);
+        int k = parse_linear(st->fam, s->name, &b);
         if (k < 0 || s->n_dims != 2)
             continue;
         struct awq_lin *l = &st->lin[b * L_N + k];
@@ -827,20 +897,13 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
     }
 
     /* scaling groups (activation-aware mode only) */
-    static const struct {
-        int kind, lins[3], n, prev_lin;
-    } groups[G_N] = {
-        {G_QKV, {L_Q, L_K, L_V}, 3, -1},
-        {G_O, {L_O}, 1, L_V},
-        {G_GU, {L_GATE, L_UP}, 2, -1},
-        {G_DOWN, {L_DOWN}, 1, L_UP},
-    };
+    const struct awq_group_def *groups = st->fam->groups;
     for (long b = 0; b < n_blocks; b++) {
         for (int k = 0; k < G_N; k++) {
             struct awq_grp *gp = &st->grp[b * G_N + k];
-            gp->kind = groups[k].kind;
+            gp->kind = k;
             gp->n_lins = groups[k].n;
-            int ok = st->aware;
+            int ok = st->aware && groups[k].n > 0;
             for (int j = 0; j < groups[k].n; j++) {
                 gp->lins[j] = (int)(b * L_N + groups[k].lins[j]);
                 const struct awq_lin *l = &st->lin[gp->lins[j]];
@@ -853,7 +916,8 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
             if (groups[k].prev_lin >= 0) {
                 /* rows of the previous linear take 1/s: its output is this input */
                 const struct awq_lin *p = &st->lin[b * L_N + groups[k].prev_lin];
-                if (p->src < 0 || p->out != gp->in)
+                const int64_t rows = groups[k].prev_upper_half ? p->out / 2 : p->out;
+                if (p->src < 0 || rows != gp->in || (groups[k].prev_upper_half && p->out % 2))
                     continue;
                 /* AutoAWQ scales v -> o only when v and o have the same shape */
                 if (k == G_O && (p->out != first->out || p->in != first->in))
@@ -865,8 +929,11 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
             gp->active = 1;
             for (int j = 0; j < gp->n_lins; j++)
                 st->lin[gp->lins[j]].col_grp = (int)(b * G_N + k);
-            if (groups[k].prev_lin >= 0)
-                st->lin[b * L_N + groups[k].prev_lin].row_grp = (int)(b * G_N + k);
+            if (groups[k].prev_lin >= 0) {
+                struct awq_lin *p = &st->lin[b * L_N + groups[k].prev_lin];
+                p->row_grp = (int)(b * G_N + k);
+                p->row_off = groups[k].prev_upper_half ? p->out / 2 : 0;
+            }
         }
     }
 
@@ -889,7 +956,7 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
         if (nl >= 19 && strcmp(s->name + nl - 19, "rotary_emb.inv_freq") == 0)
             continue; /* a buffer, not a parameter: transformers does not save it */
         long b;
-        int k = parse_linear(s->name, &b);
+        int k = parse_linear(st->fam, s->name, &b);
         const struct awq_lin *l = k >= 0 && s->n_dims == 2 ? &st->lin[b * L_N + k] : NULL;
         if (l && l->quantized) {
             static const char *suffix[3] = {".qweight", ".qzeros", ".scales"};
@@ -935,16 +1002,23 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
         o->at = (struct awq_tensor){.kind = l ? T_F16_LIN : T_F16, .src = i,
                                     .lin = l ? (int)(l - st->lin) : -1, .fold_grp = -1};
         if (!l && s->n_dims == 1) { /* a norm (or bias) folded with a group's 1/s */
-            long bb;
+            long bb = -1;
             int fg = -1;
-            if ((bb = block_of(s->name, "input_layernorm.weight")) >= 0)
-                fg = (int)(bb * G_N + G_QKV);
-            else if ((bb = block_of(s->name, "post_attention_layernorm.weight")) >= 0)
-                fg = (int)(bb * G_N + G_GU);
-            else if ((bb = block_of(s->name, "self_attn.v_proj.bias")) >= 0)
-                fg = (int)(bb * G_N + G_O);
-            else if ((bb = block_of(s->name, "mlp.up_proj.bias")) >= 0)
-                fg = (int)(bb * G_N + G_DOWN);
+            for (int k2 = 0; k2 < G_N && fg < 0; k2++) {
+                const struct awq_group_def *gd = &groups[k2];
+                char bias[96];
+                if (gd->prev_lin < 0 && gd->fold_norm &&
+                    (bb = block_of(s->name, gd->fold_norm)) >= 0) {
+                    fg = k2;
+                    o->at.fold_offset = st->fam->norm_offset;
+                } else if (gd->prev_lin >= 0 && !gd->prev_upper_half &&
+                           snprintf(bias, sizeof bias, "%s.bias", st->fam->lin[gd->prev_lin]) > 0 &&
+                           (bb = block_of(s->name, bias)) >= 0) {
+                    fg = k2;
+                }
+            }
+            if (fg >= 0)
+                fg = (int)(bb * G_N + fg);
             if (fg >= 0 && bb < n_blocks && st->grp[fg].active && st->grp[fg].in == s->shape[0])
                 o->at.fold_grp = fg;
         }
@@ -1023,6 +1097,9 @@ fail:
 int qfs_awq_config_json(const struct qfs_model *m, int group, char **buf, size_t *len)
 {
     const int g = group_of(group);
+    const struct awq_family *fam = family_of(m);
+    if (!fam)
+        return -ENOTSUP;
     char *path = NULL;
     if (asprintf(&path, "%s/config.json", m->dir) < 0)
         return -ENOMEM;
@@ -1043,7 +1120,7 @@ int qfs_awq_config_json(const struct qfs_model *m, int group, char **buf, size_t
     for (int i = 0; i < m->st->n_tensors; i++) {
         const struct qfs_st_tensor *s = &m->st->tensors[i];
         long b;
-        if (parse_linear(s->name, &b) < 0 || s->n_dims != 2 || lin_quantizable(s, g))
+        if (parse_linear(fam, s->name, &b) < 0 || s->n_dims != 2 || lin_quantizable(s, g))
             continue;
         size_t n = strlen(s->name) - strlen(".weight");
         if (json_array_append_new(skip, json_stringn(s->name, n)))
