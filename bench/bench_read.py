@@ -11,9 +11,14 @@ llama.cpp's own quantizer, measured in one run on one machine.
 
 Usage: bench_read.py [--type Q8_0] [--hidden 2048 --layers 8 --ff 5632 --vocab 32000]
        bench_read.py --type Q4_K_M --layers 22 --heads 32 --kv-heads 4   (TinyLlama-1.1B shapes)
+       bench_read.py --type Q4_K_M --gen "--preset qwen3-30b-a3b --layers 2"   (MoE shapes)
+       bench_read.py --format fp8 --gen "--preset tinyllama-1.1b --dtype f16"
+         (a format directory's model.safetensors: there is no reference tool for these
+         on this machine, so only our cold read is timed)
 Needs root for drop_caches (skipped otherwise) and the npm reference (tests/setup-ref.sh).
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +27,30 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import qfstest as q  # noqa: E402
+
+
+def daemon_cpu(m):
+    """User + system CPU seconds of the mount's daemon so far."""
+    with open(f"/proc/{m.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_format(a, work, src, model):
+    cache = os.path.join(work, "cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    q.drop_caches()
+    with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache},formats={a.format}") as m:
+        d = [n for n in os.listdir(os.path.join(m.mnt, "bench")) if n.startswith(f"bench.{a.format}")]
+        for name in sorted(d):
+            path = os.path.join(m.mnt, "bench", name, "model.safetensors")
+            c0 = daemon_cpu(m)
+            n, t = q.read_all(path)
+            cpu = daemon_cpu(m) - c0
+            print(f"{name}/model.safetensors: {n / 1e6:.0f} MB, cold read {t:.2f} s, "
+                  f"{n / 1e6 / t:.0f} MB/s, daemon CPU {cpu:.1f} s ({cpu / t:.2f} per wall second)")
+    if not a.dir:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
@@ -35,6 +64,8 @@ def main():
     ap.add_argument("--kv-heads", type=int, default=0, help="default hidden/256")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
+    ap.add_argument("--gen", default=None, help="qfs-genmodel arguments instead of the shape options")
+    ap.add_argument("--format", default=None, help="read <model>.FORMAT/model.safetensors instead")
     a = ap.parse_args()
     q.need_fuse()
     q.need_llama()
@@ -43,10 +74,20 @@ def main():
     model = os.path.join(src, "bench")
     if not os.path.exists(os.path.join(model, "config.json")):
         os.makedirs(src, exist_ok=True)
-        subprocess.run([q.GENMODEL, "--out", model, "--hidden", str(a.hidden), "--layers", str(a.layers),
-                        "--heads", str(a.heads or a.hidden // 64), "--kv-heads",
-                        str(a.kv_heads or a.hidden // 256), "--ff", str(a.ff),
-                        "--vocab", str(a.vocab), "--seed", "3"], check=True, stdout=subprocess.DEVNULL)
+        shape = a.gen.split() if a.gen else [
+            "--hidden", str(a.hidden), "--layers", str(a.layers), "--heads",
+            str(a.heads or a.hidden // 64), "--kv-heads", str(a.kv_heads or a.hidden // 256),
+            "--ff", str(a.ff), "--vocab", str(a.vocab)]
+        subprocess.run([q.GENMODEL, "--out", model, *shape, "--seed", "3"], check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(os.path.join(model, "config.json")) as f:
+            arch = json.load(f)["architectures"][0]
+        if arch == "Qwen3MoeForCausalLM":
+            # the converter (and quantfs) read a Qwen3-MoE vocabulary from tokenizer.json only
+            for n in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(os.path.join(q.SHARED, "models", "qwen3moe-tiny", n), model)
+    if a.format:
+        return bench_format(a, work, src, model)
     f16 = os.path.join(work, "bench.F16.gguf")
     if not os.path.exists(f16):
         subprocess.run([os.path.join(q.BUILD, "tools", "qfs-convert"), model, "F16", f16], check=True)
