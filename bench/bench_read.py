@@ -124,13 +124,19 @@ def main():
     os.unlink(out)
 
     mb = n / 1e6
-    src_mb = os.path.getsize(os.path.join(model, "model.safetensors")) / 1e6
+    src_mb = sum(os.path.getsize(os.path.join(model, n)) for n in os.listdir(model)
+                 if n.endswith(".safetensors")) / 1e6
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
     files = {f["name"]: f for mm in st["models"] for f in mm["files"]}
     print(f"machine: {os.cpu_count()} cores, {cpu}")
-    print(f"model: hidden {a.hidden}, {a.layers} layers, ffn {a.ff}, vocab {a.vocab}: "
-          f"{src_mb:.0f} MB of F16 safetensors; {a.type} file {mb:.0f} MB "
+    with open(os.path.join(model, "config.json")) as f:
+        c = json.load(f)
+    experts = c.get("num_experts") or c.get("num_local_experts")
+    print(f"model: {c['architectures'][0]}, hidden {c['hidden_size']}, {c['num_hidden_layers']} layers, "
+          f"ffn {c.get('moe_intermediate_size') if experts else c['intermediate_size']}"
+          f"{f' x {experts} experts' if experts else ''}, vocab {c['vocab_size']}: "
+          f"{src_mb:.0f} MB of safetensors; {a.type} file {mb:.0f} MB "
           f"(llama-quantize's: {size_ref / 1e6:.0f} MB)")
     print(f"chunks quantized on the cold read: {files[f'bench.{a.type}.gguf']['chunks_quantized']}")
     print(f"{'what':42} {'seconds':>8} {'MB/s':>8}")

@@ -2,7 +2,8 @@
 """Synthetic models made by qfs-genmodel, mounted, against llama.cpp's quantizer.
 
 For each variant (odd row sizes that force every fallback, tied and untied embeddings,
-sharded sources, Mistral) and every mix: if llama_model_quantize accepts the mix, we offer
+sharded sources, Mistral, a sharded Mixtral whose shards split a layer's experts, Llama 3.2
+style with rope_freqs) and every mix: if llama_model_quantize accepts the mix, we offer
 it and every tensor and key equals what it writes from our mounted F16 file (which the
 fixture tests prove equal to convert_hf_to_gguf.py's); if it refuses, we do not offer it.
 BF16 and F32 sources are checked for loading and for their F16/BF16/F32 views."""
@@ -28,6 +29,12 @@ VARIANTS = {
     # 256-aligned, untied, 3 shards: output.weight becomes Q6_K
     "sharded-256": ["--hidden", "256", "--heads", "4", "--kv-heads", "2", "--ff", "512", "--shards", "3"],
     "mistral": ["--arch", "mistral", "--hidden", "128", "--heads", "4", "--kv-heads", "1", "--ff", "256"],
+    # Mixtral as published: 8 experts stacked per layer, shards that split a layer's experts
+    "mixtral-sharded": ["--arch", "mixtral", "--hidden", "128", "--heads", "4", "--kv-heads", "2",
+                        "--ff", "256", "--experts", "8", "--experts-used", "2", "--shards", "2"],
+    # Llama 3.2 style: llama3 rope_freqs, tied embeddings
+    "llama32-tied": ["--arch", "llama3", "--hidden", "256", "--heads", "4", "--kv-heads", "1",
+                     "--ff", "512", "--tied"],
 }
 SOURCES = {"bf16-src": ["--dtype", "bf16"], "f32-src": ["--dtype", "f32", "--tied"]}
 
