@@ -14,7 +14,8 @@ Usage: bench_read.py [--type Q8_0] [--hidden 2048 --layers 8 --ff 5632 --vocab 3
        bench_read.py --type Q4_K_M --gen "--preset qwen3-30b-a3b --layers 2"   (MoE shapes)
        bench_read.py --format fp8 --gen "--preset tinyllama-1.1b --dtype f16"
          (a format directory's model.safetensors: there is no reference tool for these
-         on this machine, so only our cold read is timed)
+         on this machine, so only our cold read is timed; --imatrix adds a synthetic
+         importance matrix, which W4A16 and GPTQ search scales with)
 Needs root for drop_caches (skipped otherwise) and the npm reference (tests/setup-ref.sh).
 """
 import argparse
@@ -40,8 +41,19 @@ def bench_format(a, work, src, model):
     cache = os.path.join(work, "cache")
     shutil.rmtree(cache, ignore_errors=True)
     q.drop_caches()
-    with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache},formats={a.format}") as m:
-        d = [n for n in os.listdir(os.path.join(m.mnt, "bench")) if n.startswith(f"bench.{a.format}")]
+    opts = f"cache={cache},formats={a.format}"
+    if a.imatrix:
+        # a synthetic importance matrix (tests/ref/make_imatrix.py) for the scale searches
+        f16 = os.path.join(work, "bench.F16.gguf")
+        im = os.path.join(work, "bench.imatrix.gguf")
+        if not os.path.exists(f16):
+            subprocess.run([os.path.join(q.BUILD, "tools", "qfs-convert"), model, "F16", f16], check=True)
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(q.__file__)), "ref", "make_imatrix.py"), f16, im], check=True)
+        opts += f",imatrix=bench={im}"
+    with q.Mount(src, os.path.join(work, "mnt"), opts) as m:
+        root = os.path.join(m.mnt, "bench")
+        d = [n for n in os.listdir(root)
+             if n.startswith(f"bench.{a.format}") and os.path.isdir(os.path.join(root, n))]
         for name in sorted(d):
             path = os.path.join(m.mnt, "bench", name, "model.safetensors")
             c0 = daemon_cpu(m)
@@ -66,6 +78,7 @@ def main():
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--gen", default=None, help="qfs-genmodel arguments instead of the shape options")
     ap.add_argument("--format", default=None, help="read <model>.FORMAT/model.safetensors instead")
+    ap.add_argument("--imatrix", action="store_true", help="with --format: a synthetic importance matrix")
     a = ap.parse_args()
     q.need_fuse()
     q.need_llama()

@@ -11,6 +11,8 @@
 
 /* x rounded to dtype dt and back (F32: unchanged). */
 float qfs_intq_round(enum qfs_dtype dt, float x);
+/* qfs_intq_round over v[0..n) in place, the same bits (NaN stays itself); vectorizes. */
+void qfs_intq_round_n(enum qfs_dtype dt, float *v, int64_t n);
 
 /* float8_e4m3fn of x, |x| <= 448 (callers clamp: torch's cast does not saturate), round
  * to nearest even; subnormals m * 2^-9.  Cannot fail. */
@@ -31,13 +33,14 @@ void qfs_intq_fp8_row(enum qfs_dtype dt, const float *x, int64_t n, float scale,
  * scale of least weighted error among candidates around round-to-nearest's (each also
  * refitted by weighted least squares), unless that one's unweighted error exceeds
  * round-to-nearest's by more than 5 %.  A group of zeros gets d = the smallest positive
- * scale.  Cannot fail; q may be NULL. */
+ * scale, so does n outside 1 .. 256 (with zero codes).  Cannot fail; q may be NULL. */
 float qfs_intq_sym4(enum qfs_dtype dt, const float *x, const float *im, int64_t n, int8_t *q);
 
 /* MLX affine quantization of a group of n values with `bits` bits (mlx's CPU kernel:
  * the edge of larger magnitude mapped exactly, scale sign by which edge, rint), into
  * q[i] in [0, 2^bits - 1] with x ~ scale * q + bias; *scale and *bias as float32 (the
- * caller rounds them to the stored dtype).  Cannot fail. */
+ * caller rounds them to the stored dtype).  Cannot fail; q may be NULL (scale and bias
+ * only). */
 void qfs_intq_mlx(const float *x, int64_t n, int bits, float *scale, float *bias, uint8_t *q);
 
 #endif

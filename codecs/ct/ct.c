@@ -185,7 +185,8 @@ static int w4_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, ui
         qfs_stout_read(s->src, row0 + r, row0 + r + 1, 0, in, x);
         for (int64_t k = 0; k < ng; k++) {
             const float d = qfs_intq_sym4(s->src->dtype, x + k * g,
-                                          s->imatrix ? s->imatrix + k * g : NULL, g, q + k * g);
+                                          s->imatrix ? s->imatrix + k * g : NULL, g,
+                                          s->kind == K_WEIGHT ? q + k * g : NULL);
             if (s->kind == K_SCALE)
                 put_scale(dst + (r * ng + k) * ssz, s->dtype, d);
         }

@@ -74,7 +74,8 @@ static int gptq_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, 
             const float *x = w + o * cols + k * g;
             int8_t qg[256];
             const float d = qfs_intq_sym4(QFS_DT_F16, x,
-                                          s->imatrix ? s->imatrix + (g0 + k) * g : NULL, g, qg);
+                                          s->imatrix ? s->imatrix + (g0 + k) * g : NULL, g,
+                                          s->kind == K_QWEIGHT ? qg : NULL);
             if (s->kind == K_SCALES)
                 put_le(dst + (k * out + o) * 2, qfs_f32_to_f16(d), 2);
             else

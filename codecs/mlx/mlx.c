@@ -60,7 +60,7 @@ static int mlx_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, u
         qfs_stout_read(s->src, row0 + r, row0 + r + 1, 0, in, x);
         for (int64_t k = 0; k < ng; k++) {
             float sc, bi;
-            qfs_intq_mlx(x + k * g, g, bits, &sc, &bi, q + k * g);
+            qfs_intq_mlx(x + k * g, g, bits, &sc, &bi, s->kind == K_WEIGHT ? q + k * g : NULL);
             if (s->kind == K_SCALES)
                 put_val(dst + (r * ng + k) * vsz, s->dtype, sc);
             else if (s->kind == K_BIASES)

@@ -2,6 +2,8 @@
  * definitions:
  *   - E4M3: every code round-trips; a value half-way between two neighbours goes to the
  *     even code, a value a hair off a midpoint to the nearest; subnormals; +-448 the edge;
+ *   - the vectorized rounding to F16/BF16: bit-equal to the scalar one over a sweep of
+ *     float32 patterns and the edges;
  *   - FP8 rows: the codes of dtype(x / scale) with the row's absmax at 448, zero rows;
  *   - symmetric int4: codes in [-8, 7] and within half a step of x / d (clamped);
  *     round-to-nearest's scale is absmax / 7.5 in the dtype; with an importance matrix the
@@ -219,8 +221,67 @@ static void test_mlx(void)
     CHECK(neg > 0 && pos > 0);
 }
 
+/* The block rounding against the scalar one over every 61st float32 bit pattern (every
+ * exponent, both signs, subnormals, the F16 overflow edge, infinities, NaNs) and the
+ * exact edges: 2^-14 and its neighbours, 2^-25 (a tie to zero), 65504..65520. */
+static void test_round_n(void)
+{
+    static float v[1 << 16];
+    static const uint32_t edges[] = {0x38800000u, 0x387fffffu, 0x38800001u, 0x33000000u,
+                                     0x33000001u, 0x32ffffffu, 0x477fe000u, 0x477fefffu,
+                                     0x477ff000u, 0x477ff001u, 0x7f7fffffu, 0x7f800000u,
+                                     0x7fc00000u, 0x7f800001u, 0x00000001u, 0x00000000u};
+    const enum qfs_dtype dts[3] = {QFS_DT_F32, QFS_DT_F16, QFS_DT_BF16};
+    int bad = 0;
+    for (int d = 0; d < 3; d++) {
+        uint64_t bits = 0;
+        for (int pass = 0; bits <= 0xffffffffull; pass++) {
+            int n = 0;
+            if (pass == 0)
+                for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++) {
+                    const uint32_t b[2] = {edges[e], edges[e] | 0x80000000u};
+                    memcpy(&v[n++], &b[0], 4);
+                    memcpy(&v[n++], &b[1], 4);
+                }
+            for (; n < (1 << 16) && bits <= 0xffffffffull; n++, bits += 61) {
+                const uint32_t b = (uint32_t)bits;
+                memcpy(&v[n], &b, 4);
+            }
+            static float ref[1 << 16];
+            for (int i = 0; i < n; i++)
+                ref[i] = qfs_intq_round(dts[d], v[i]);
+            qfs_intq_round_n(dts[d], v, n);
+            for (int i = 0; i < n; i++) {
+                uint32_t a, b;
+                memcpy(&a, &v[i], 4);
+                memcpy(&b, &ref[i], 4);
+                bad += isnan(ref[i]) ? !isnan(v[i]) : a != b;
+            }
+        }
+    }
+    CHECK(bad == 0);
+    /* the FP8 row's own E4M3 against the scalar one (scale 1, F32: the codes of the
+     * clamped values), over the same sweep */
+    int bad8 = 0;
+    for (uint64_t bits = 0; bits <= 0xffffffffull;) {
+        int n = 0;
+        for (; n < (1 << 16) && bits <= 0xffffffffull; n++, bits += 61) {
+            const uint32_t b = (uint32_t)bits;
+            memcpy(&v[n], &b, 4);
+        }
+        static uint8_t q[1 << 16];
+        qfs_intq_fp8_row(QFS_DT_F32, v, n, 1.0f, q);
+        for (int i = 0; i < n; i++) {
+            const float c = v[i] > 448.0f ? 448.0f : v[i] < -448.0f ? -448.0f : v[i];
+            bad8 += q[i] != qfs_intq_e4m3(c);
+        }
+    }
+    CHECK(bad8 == 0);
+}
+
 int main(void)
 {
+    test_round_n();
     test_e4m3();
     test_fp8_rows();
     test_sym4();
