@@ -10,7 +10,8 @@ is offered exactly when llama_model_quantize (npm libllama 3.22.1) accepts it fo
 model, and then every tensor and key equals what it writes from our mounted converter
 file (F16; BF16 for a BF16 source, the path quantfs reproduces).  The same again with a
 synthetic importance matrix (make_imatrix.py: llama.cpp made none for these fixtures),
-given to both, which adds the imatrix-only IQ1/IQ2/IQ3 mixes."""
+given to both, which adds the imatrix-only IQ1/IQ2/IQ3 mixes.  The MoE fixture gets a
+representative subset unless QFS_REF_FULL=1 (see QUICK)."""
 import os
 import subprocess
 import sys
@@ -26,6 +27,11 @@ BF16_SOURCES = {"gemma3-tiny"}
 QTYPES = ["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0",
           "IQ4_NL", "IQ4_XS", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "Q2_K_S", "TQ2_0", "TQ1_0",
           "Q2_0", "Q1_0"]
+# The MoE fixture is 10x the others (its experts): in a default run it is checked for the
+# mixes whose rules differ per tensor kind (K-mixes, the IQ mixes' expert and attention
+# rules) and one of each block family; QFS_REF_FULL=1 checks every mix for it too.
+QUICK = {"qwen3moe-tiny": {"Q8_0", "Q6_K", "Q5_K_S", "Q4_K_M", "Q4_0", "IQ4_XS", "Q3_K_M", "Q2_K",
+                           "TQ1_0", "Q1_0", "IQ3_M", "IQ3_XXS", "IQ2_S", "IQ2_XXS", "IQ1_M"}}
 IQTYPES = ["IQ3_M", "IQ3_S", "IQ3_XS", "IQ3_XXS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M",
            "IQ1_S"]
 
@@ -35,6 +41,8 @@ def llama(*args):
 
 
 def compare(mnt, model, types, base, tmp, imatrix=None):
+    if model in QUICK and os.environ.get("QFS_REF_FULL") != "1":
+        types = [t for t in types if t in QUICK[model]]
     d = os.path.join(mnt, model)
     offered = {n[len(model) + 1:-5] for n in os.listdir(d) if n.endswith(".gguf")}
     tag = " (imatrix)" if imatrix else ""

@@ -20,24 +20,18 @@ import array
 import json
 import math
 import os
-import re
 import shutil
 import struct
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import qfstest as q  # noqa: E402
+from ppl_common import kld, log, write_st  # noqa: E402
 
 MODEL = "tinyllama-256"
 ORDER = [0, 2, 4, 6, 1, 3, 5, 7]  # output column 8c + ORDER[i] lives in nibble i
-T0 = time.monotonic()
 
 
-def log(what):
-    """A progress line with the seconds since the start (the test runs for minutes)."""
-    print(f"[{time.monotonic() - T0:6.1f}s] {what}", flush=True)
 
 
 def read_st(path):
@@ -85,21 +79,6 @@ def dequant(b, base, hdr, prefix):
     return [n_out, n_in], struct.pack(f"<{len(out)}e", *out)
 
 
-def write_st(path, tensors):
-    """tensors: name -> (shape, F16 bytes); keys sorted, offsets 8-aligned, contiguous."""
-    hdr, off = {"__metadata__": {"format": "pt"}}, 0
-    names = sorted(tensors)
-    for n in names:
-        shape, data = tensors[n]
-        assert len(data) % 8 == 0
-        hdr[n] = {"dtype": "F16", "shape": shape, "data_offsets": [off, off + len(data)]}
-        off += len(data)
-    h = json.dumps(hdr, sort_keys=True, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for n in names:
-            f.write(tensors[n][1])
 
 
 def dequantized_model(awq_path, src_dir, out_dir):
@@ -121,23 +100,6 @@ def dequantized_model(awq_path, src_dir, out_dir):
             shutil.copy(os.path.join(src_dir, n), out_dir)
 
 
-def compare(base, files, chunks):
-    """qfs-llama-ref kld: {"ppl_base": x, file: {"kld":..,"ppl":..,"dnll":..,...}}."""
-    r = subprocess.run([q.LLAMA_REF, "kld", os.path.join(q.SHARED, "models", "eval", "heldout.txt"),
-                        "256", str(chunks), base] + files, capture_output=True, text=True, timeout=1800)
-    if r.returncode:
-        print(r.stdout[-2000:], r.stderr[-2000:])
-        return None
-    out, cur = {}, None
-    for line in r.stdout.splitlines():
-        k, _, v = line.partition(": ")
-        if k == "file":
-            cur = out.setdefault(v, {})
-        elif k == "ppl_base":
-            out[k] = float(v)
-        elif cur is not None and k in ("kld", "kld_err", "same_top", "ppl", "dnll", "dnll_err"):
-            cur[k] = float(v)
-    return out
 
 
 def main():
@@ -173,7 +135,7 @@ def main():
         f16 = os.path.join(m.mnt, MODEL, f"{MODEL}.F16.gguf")
         files = {v: os.path.join(m.mnt, f"{MODEL}-awq-{v[0]}-g{v[1]}", f"{MODEL}-awq-{v[0]}-g{v[1]}.F16.gguf")
                  for v in variants}
-        res = compare(f16, [files[v] for v in variants], chunks)
+        res = kld(f16, [files[v] for v in variants], chunks)
     if not q.check(res is not None and all(files[v] in res for v in variants), "llama.cpp evaluated every file"):
         q.finish()
     base = res["ppl_base"]

@@ -17,44 +17,24 @@ import json
 import math
 import os
 import shutil
-import struct
-import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "formats"))
 import qfstest as q  # noqa: E402
+from ppl_common import f16_bytes, kld, log, write_st  # noqa: E402
 import qfs_formats as qf  # noqa: E402
 
 MODEL = "tinyllama-256"
-T0 = time.monotonic()
 # (directory suffix, reader name, with the imatrix)
 VARIANTS = [("fp8", "fp8", False), ("w4a16", "w4a16", False), ("w4a16", "w4a16", True),
             ("gptq", "gptq", False), ("gptq", "gptq", True), ("mlx-8bit", "mlx-8bit", False),
             ("mlx-4bit", "mlx-4bit", False)]
 
 
-def log(what):
-    print(f"[{time.monotonic() - T0:6.1f}s] {what}", flush=True)
 
 
-def write_st(path, tensors):
-    """name -> (shape, list of floats) as F16; sorted, contiguous, 8-aligned."""
-    hdr, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for n in sorted(tensors):
-        shape, vals = tensors[n]
-        b = struct.pack(f"<{len(vals)}e", *vals)
-        hdr[n] = {"dtype": "F16", "shape": shape, "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(hdr, sort_keys=True, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
 
 
 def dequantized_model(fmt_dir, fmt, src_dir, out_dir):
@@ -88,10 +68,9 @@ def dequantized_model(fmt_dir, fmt, src_dir, out_dir):
         elif fmt.startswith("mlx") and (n.endswith(".scales") or n.endswith(".biases")):
             continue
         else:
-            vals = qf.decode(t.dtype, st.raw(n))
-            tensors[n] = (list(t.shape), vals)
+            tensors[n] = (list(t.shape), f16_bytes(qf.decode(t.dtype, st.raw(n))))
             continue
-        tensors[n] = ([len(rows), len(rows[0])], [v for r in rows for v in r])
+        tensors[n] = ([len(rows), len(rows[0])], f16_bytes([v for r in rows for v in r]))
     os.makedirs(out_dir)
     write_st(os.path.join(out_dir, "model.safetensors"), tensors)
     cfg.pop("quantization_config", None)
@@ -104,23 +83,6 @@ def dequantized_model(fmt_dir, fmt, src_dir, out_dir):
             shutil.copy(os.path.join(src_dir, n), out_dir)
 
 
-def compare(base, files, chunks):
-    r = subprocess.run([q.LLAMA_REF, "kld", os.path.join(q.SHARED, "models", "eval", "heldout.txt"),
-                        "256", str(chunks), base] + files, capture_output=True, text=True,
-                       errors="replace", timeout=3600)
-    if r.returncode:
-        print(r.stdout[-2000:], r.stderr[-2000:])
-        return None
-    out, cur = {}, None
-    for line in r.stdout.splitlines():
-        k, _, v = line.partition(": ")
-        if k == "file":
-            cur = out.setdefault(v, {})
-        elif k == "ppl_base":
-            out[k] = float(v)
-        elif cur is not None and k in ("kld", "kld_err", "same_top", "ppl", "dnll", "dnll_err"):
-            cur[k] = float(v)
-    return out
 
 
 def label(v):
@@ -152,7 +114,7 @@ def main():
     with q.Mount(deq, os.path.join(t, "mnt2"), f"cache={t}/cache,formats=gguf") as m:
         f16 = os.path.join(m.mnt, MODEL, f"{MODEL}.F16.gguf")
         files = {v: os.path.join(m.mnt, names[v], f"{names[v]}.F16.gguf") for v in VARIANTS}
-        res = compare(f16, [files[v] for v in VARIANTS], chunks)
+        res = kld(f16, [files[v] for v in VARIANTS], chunks)
     if not q.check(res is not None and all(files[v] in res for v in VARIANTS),
                    "llama.cpp evaluated every file"):
         q.finish()
