@@ -355,6 +355,27 @@ int qfs_stout_offer_dir(struct qfs_model *m, const struct qfs_format *fmt, const
     return rc;
 }
 
+void qfs_stout_put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void qfs_stout_put_float(uint8_t *p, enum qfs_stout_dtype t, float v)
+{
+    if (t == QFS_SO_F32)
+        memcpy(p, &v, 4);
+    else
+        qfs_stout_put_le(p, t == QFS_SO_F16 ? qfs_f32_to_f16(v) : qfs_f32_to_bf16(v), 2);
+}
+
+char *qfs_stout_renamed(const char *name, const char *suffix)
+{
+    char *r = NULL;
+    const size_t n = strlen(name) - strlen(".weight");
+    return asprintf(&r, "%.*s%s", (int)n, name, suffix) < 0 ? NULL : r;
+}
+
 bool qfs_stout_is_linear(const struct qfs_st_tensor *s)
 {
     const char *pre = "model.layers.";

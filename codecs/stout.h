@@ -26,6 +26,13 @@ const char *qfs_stout_dtype_name(enum qfs_stout_dtype t);
 int qfs_stout_dtype_size(enum qfs_stout_dtype t);
 /* The output type that holds source dtype dt unchanged. */
 enum qfs_stout_dtype qfs_stout_of_dtype(enum qfs_dtype dt);
+/* v as n little-endian bytes at p (n <= 8). */
+void qfs_stout_put_le(uint8_t *p, uint64_t v, int n);
+/* v in output float type t (F32, F16 or BF16; round to nearest even) at p. */
+void qfs_stout_put_float(uint8_t *p, enum qfs_stout_dtype t, float v);
+/* A copy of name (which ends in ".weight") with that suffix replaced by suffix; NULL when
+ * out of memory. */
+char *qfs_stout_renamed(const char *name, const char *suffix);
 
 struct qfs_stout_src;
 /* Produce rows [row0, row0 + n) of output tensor s into dst.  0 or -ENOMEM. */

@@ -808,18 +808,6 @@ static int cmp_out(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* name with ".weight" replaced by suffix. */
-static char *renamed(const char *name, const char *suffix)
-{
-    size_t n = strlen(name) - strlen(".weight");
-    char *r = malloc(n + strlen(suffix) + 1);
-    if (r) {
-        memcpy(r, name, n);
-        strcpy(r + n, suffix);
-    }
-    return r;
-}
-
 int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
 {
     const int g = group_of(group);
@@ -968,7 +956,7 @@ int qfs_awq_build(const struct qfs_model *m, int group, struct qfs_vfile **out)
                     : 1;
             for (int j = 0; j < 3; j++) {
                 struct out_tensor *o = &ot[n_out++];
-                if (!(o->name = renamed(s->name, suffix[j])))
+                if (!(o->name = qfs_stout_renamed(s->name, suffix[j])))
                     goto fail;
                 o->dtype_i32 = j != 2;
                 o->n_dims = 2;
@@ -1151,7 +1139,7 @@ out:
 static int awq_offer(struct qfs_model *m, int group)
 {
     struct qfs_vfile *vf = NULL;
-    char *cfg = NULL, *dname = NULL;
+    char *cfg = NULL;
     size_t len = 0;
     int rc = qfs_awq_build(m, group, &vf);
     if (rc == -ENOMEM)
@@ -1174,26 +1162,8 @@ static int awq_offer(struct qfs_model *m, int group)
         free(cfg);
         return -ENOMEM;
     }
-    struct qfs_vfile *cf = qfs_vfile_from_bytes("config.json", &qfs_format_awq, cfg, len);
-    if (!cf) {
-        qfs_vfile_free(vf);
-        return -ENOMEM;
-    }
-    const int wi = qfs_model_add_file(m, vf, true);
-    if (wi < 0) {
-        qfs_vfile_free(cf);
-        return wi;
-    }
-    const int ci = qfs_model_add_file(m, cf, false);
-    if (ci < 0)
-        return ci;
-    if (asprintf(&dname, "%s.awq", m->name) < 0)
-        return -ENOMEM;
-    static const char *const names[2] = {"config.json", "model.safetensors"};
-    const int files[2] = {ci, wi};
-    rc = qfs_model_add_dir(m, dname, &qfs_format_awq, 2, names, files);
-    free(dname);
-    return rc;
+    /* listed: <model>.awq.safetensors is a file of its own too */
+    return qfs_stout_offer_dir(m, &qfs_format_awq, "awq", vf, true, cfg, len);
 }
 
 static const int awq_groups[] = {32, 64, 128, 0};

@@ -36,22 +36,6 @@ extern const struct qfs_format qfs_format_fp8, qfs_format_w4a16;
 
 enum { K_WEIGHT, K_SCALE, K_SHAPE };
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* A scale in the output dtype (the source's). */
-static void put_scale(uint8_t *p, enum qfs_stout_dtype t, float v)
-{
-    if (t == QFS_SO_F32) {
-        memcpy(p, &v, 4);
-        return;
-    }
-    put_le(p, t == QFS_SO_F16 ? qfs_f32_to_f16(v) : qfs_f32_to_bf16(v), 2);
-}
-
 /* ---- FP8 ---- */
 
 static int fp8_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, uint8_t *dst)
@@ -67,7 +51,7 @@ static int fp8_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, u
             amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
         const float sc = qfs_intq_fp8_scale(s->src->dtype, amax);
         if (s->kind == K_SCALE)
-            put_scale(dst + r * qfs_stout_dtype_size(s->dtype), s->dtype, sc);
+            qfs_stout_put_float(dst + r * qfs_stout_dtype_size(s->dtype), s->dtype, sc);
         else
             qfs_intq_fp8_row(s->src->dtype, x, in, sc, dst + r * in);
     }
@@ -83,13 +67,6 @@ static const char *fp8_unfit(const struct qfs_st_tensor *s, int g)
     return NULL; /* per channel: any shape (sizes are checked by the layout) */
 }
 
-static char *renamed(const char *name, const char *suffix)
-{
-    char *r = NULL;
-    const size_t n = strlen(name) - strlen(".weight");
-    return asprintf(&r, "%.*s%s", (int)n, name, suffix) < 0 ? NULL : r;
-}
-
 static int fp8_add(const struct qfs_model *m, int i, int g, struct qfs_stout_list *l)
 {
     (void)g;
@@ -103,7 +80,7 @@ static int fp8_add(const struct qfs_model *m, int i, int g, struct qfs_stout_lis
     src.kind = K_SCALE;
     src.dtype = qfs_stout_of_dtype(s->dtype);
     const int64_t shape[2] = {s->shape[0], 1};
-    return qfs_stout_add(l, renamed(s->name, ".weight_scale"), 2, shape, &src);
+    return qfs_stout_add(l, qfs_stout_renamed(s->name, ".weight_scale"), 2, shape, &src);
 }
 
 /* notes/formats.md a.2 */
@@ -168,8 +145,8 @@ const struct qfs_format qfs_format_fp8 = {
 static int w4_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, uint8_t *dst)
 {
     if (s->kind == K_SHAPE) {
-        put_le(dst, (uint64_t)s->src->shape[0], 8);
-        put_le(dst + 8, (uint64_t)s->src->shape[1], 8);
+        qfs_stout_put_le(dst, (uint64_t)s->src->shape[0], 8);
+        qfs_stout_put_le(dst + 8, (uint64_t)s->src->shape[1], 8);
         return 0;
     }
     const int64_t in = s->src->shape[1], g = s->group, ng = in / g;
@@ -188,14 +165,14 @@ static int w4_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, ui
                                           s->imatrix ? s->imatrix + k * g : NULL, g,
                                           s->kind == K_WEIGHT ? q + k * g : NULL);
             if (s->kind == K_SCALE)
-                put_scale(dst + (r * ng + k) * ssz, s->dtype, d);
+                qfs_stout_put_float(dst + (r * ng + k) * ssz, s->dtype, d);
         }
         if (s->kind == K_WEIGHT)
             for (int64_t w = 0; w < in / 8; w++) {
                 uint32_t word = 0;
                 for (int b = 0; b < 8; b++)
                     word |= (uint32_t)(q[8 * w + b] + 8) << (4 * b);
-                put_le(dst + (r * (in / 8) + w) * 4, word, 4);
+                qfs_stout_put_le(dst + (r * (in / 8) + w) * 4, word, 4);
             }
     }
     free(x);
@@ -216,19 +193,19 @@ static int w4_add(const struct qfs_model *m, int i, int g, struct qfs_stout_list
                                 .bits = 4, .dtype = QFS_SO_I32, .produce = w4_produce};
     src.imatrix = qfs_stout_imatrix(m, s, &src.imatrix_hash);
     const int64_t packed[2] = {s->shape[0], s->shape[1] / 8};
-    int rc = qfs_stout_add(l, renamed(s->name, ".weight_packed"), 2, packed, &src);
+    int rc = qfs_stout_add(l, qfs_stout_renamed(s->name, ".weight_packed"), 2, packed, &src);
     if (rc < 0)
         return rc;
     src.kind = K_SCALE;
     src.dtype = qfs_stout_of_dtype(s->dtype);
     const int64_t scales[2] = {s->shape[0], s->shape[1] / g};
-    if ((rc = qfs_stout_add(l, renamed(s->name, ".weight_scale"), 2, scales, &src)) < 0)
+    if ((rc = qfs_stout_add(l, qfs_stout_renamed(s->name, ".weight_scale"), 2, scales, &src)) < 0)
         return rc;
     src.kind = K_SHAPE;
     src.dtype = QFS_SO_I64;
     src.imatrix = NULL;
     const int64_t two[1] = {2};
-    return qfs_stout_add(l, renamed(s->name, ".weight_shape"), 1, two, &src);
+    return qfs_stout_add(l, qfs_stout_renamed(s->name, ".weight_shape"), 1, two, &src);
 }
 
 static int w4_config(const struct qfs_model *m, int g, char **buf, size_t *len)

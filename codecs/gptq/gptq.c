@@ -33,12 +33,6 @@ extern const struct qfs_format qfs_format_gptq;
 
 enum { K_QWEIGHT, K_QZEROS, K_SCALES, K_GIDX };
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 /* Rows [row0, row0 + n) of one of P's outputs: whole groups of inputs (qweight's rows are
  * input octets; qzeros' and scales' rows groups; g_idx one row). */
 static int gptq_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, uint8_t *dst)
@@ -47,12 +41,12 @@ static int gptq_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, 
     if (s->kind == K_GIDX) {
         const int64_t in = s->src->shape[1];
         for (int64_t k = 0; k < in; k++)
-            put_le(dst + 4 * k, (uint64_t)(k / g), 4);
+            qfs_stout_put_le(dst + 4 * k, (uint64_t)(k / g), 4);
         return 0;
     }
     if (s->kind == K_QZEROS) {
         for (int64_t i = 0; i < n * (out / 8); i++)
-            put_le(dst + 4 * i, 0x77777777u, 4);
+            qfs_stout_put_le(dst + 4 * i, 0x77777777u, 4);
         return 0;
     }
     /* the groups these rows cover, and the source block they read: all outputs x their
@@ -77,7 +71,7 @@ static int gptq_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, 
                                           s->imatrix ? s->imatrix + (g0 + k) * g : NULL, g,
                                           s->kind == K_QWEIGHT ? qg : NULL);
             if (s->kind == K_SCALES)
-                put_le(dst + (k * out + o) * 2, qfs_f32_to_f16(d), 2);
+                qfs_stout_put_le(dst + (k * out + o) * 2, qfs_f32_to_f16(d), 2);
             else
                 for (int64_t j = 0; j < g; j++)
                     q[(k * g + j) * out + o] = qg[j];
@@ -89,7 +83,7 @@ static int gptq_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, 
                 uint32_t word = 0;
                 for (int b = 0; b < 8; b++)
                     word |= (uint32_t)(q[(8 * r + b) * out + o] + 8) << (4 * b);
-                put_le(dst + (r * out + o) * 4, word, 4);
+                qfs_stout_put_le(dst + (r * out + o) * 4, word, 4);
             }
     free(w);
     free(col);
@@ -106,13 +100,6 @@ static const char *gptq_unfit(const struct qfs_st_tensor *s, int g)
     if (s->shape[0] % 8)
         return "has an output size that is not a multiple of 8 (qzeros packs 8 outputs a word)";
     return NULL;
-}
-
-static char *renamed(const char *name, const char *suffix)
-{
-    char *r = NULL;
-    const size_t n = strlen(name) - strlen(".weight");
-    return asprintf(&r, "%.*s%s", (int)n, name, suffix) < 0 ? NULL : r;
 }
 
 /* Output chunks of about this many bytes, in whole groups of inputs. */
@@ -140,7 +127,7 @@ static int gptq_add(const struct qfs_model *m, int i, int g, struct qfs_stout_li
     for (int k = 0; k < 4; k++) {
         src.kind = outs[k].kind;
         src.dtype = outs[k].dtype;
-        int rc = qfs_stout_add(l, renamed(s->name, outs[k].suffix), k == 3 ? 1 : 2, shapes[k],
+        int rc = qfs_stout_add(l, qfs_stout_renamed(s->name, outs[k].suffix), k == 3 ? 1 : 2, shapes[k],
                                &src);
         if (rc < 0)
             return rc;

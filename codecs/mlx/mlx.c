@@ -30,20 +30,6 @@ extern const struct qfs_format qfs_format_mlx;
 
 enum { K_WEIGHT, K_SCALES, K_BIASES };
 
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_val(uint8_t *p, enum qfs_stout_dtype t, float v)
-{
-    if (t == QFS_SO_F32)
-        memcpy(p, &v, 4);
-    else
-        put_le(p, t == QFS_SO_F16 ? qfs_f32_to_f16(v) : qfs_f32_to_bf16(v), 2);
-}
-
 static int mlx_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, uint8_t *dst)
 {
     const int64_t in = s->src->shape[1], g = s->group, ng = in / g;
@@ -62,16 +48,16 @@ static int mlx_produce(const struct qfs_stout_src *s, int64_t row0, int64_t n, u
             float sc, bi;
             qfs_intq_mlx(x + k * g, g, bits, &sc, &bi, s->kind == K_WEIGHT ? q + k * g : NULL);
             if (s->kind == K_SCALES)
-                put_val(dst + (r * ng + k) * vsz, s->dtype, sc);
+                qfs_stout_put_float(dst + (r * ng + k) * vsz, s->dtype, sc);
             else if (s->kind == K_BIASES)
-                put_val(dst + (r * ng + k) * vsz, s->dtype, bi);
+                qfs_stout_put_float(dst + (r * ng + k) * vsz, s->dtype, bi);
         }
         if (s->kind == K_WEIGHT)
             for (int64_t w = 0; w < in / per; w++) {
                 uint32_t word = 0;
                 for (int b = 0; b < per; b++)
                     word |= (uint32_t)q[per * w + b] << (bits * b);
-                put_le(dst + (r * (in / per) + w) * 4, word, 4);
+                qfs_stout_put_le(dst + (r * (in / per) + w) * 4, word, 4);
             }
     }
     free(x);
@@ -91,13 +77,6 @@ static const char *mlx_unfit(const struct qfs_st_tensor *s, int g)
     return s->shape[1] % g ? "has rows that do not divide into the format's groups" : NULL;
 }
 
-static char *renamed(const char *name, const char *suffix)
-{
-    char *r = NULL;
-    const size_t n = strlen(name) - strlen(".weight");
-    return asprintf(&r, "%.*s%s", (int)n, name, suffix) < 0 ? NULL : r;
-}
-
 static int mlx_add_bits(const struct qfs_model *m, int i, int g, int bits,
                         struct qfs_stout_list *l)
 {
@@ -111,10 +90,10 @@ static int mlx_add_bits(const struct qfs_model *m, int i, int g, int bits,
     src.dtype = qfs_stout_of_dtype(s->dtype);
     src.kind = K_SCALES;
     if (rc == 0)
-        rc = qfs_stout_add(l, renamed(s->name, ".scales"), 2, sshape, &src);
+        rc = qfs_stout_add(l, qfs_stout_renamed(s->name, ".scales"), 2, sshape, &src);
     src.kind = K_BIASES;
     if (rc == 0)
-        rc = qfs_stout_add(l, renamed(s->name, ".biases"), 2, sshape, &src);
+        rc = qfs_stout_add(l, qfs_stout_renamed(s->name, ".biases"), 2, sshape, &src);
     return rc;
 }
 
