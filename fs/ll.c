@@ -15,6 +15,7 @@
 #include "../util/log.h"
 #include "serve/namespace.h"
 #include "serve/read.h"
+#include "serve/readahead.h"
 #include "serve/rescan.h"
 
 /* Handle of an open file or directory: the generation it was opened in (a reference, so
@@ -68,14 +69,18 @@ static void qfs_ll_init(void *userdata, struct fuse_conn_info *conn)
     /* The kernel offers its maximum; it can only be lowered. */
     if (conn->max_readahead > ll->max_read)
         conn->max_readahead = ll->max_read;
+    /* The kernel sizes every request (reads too) by max_pages, which libfuse derives
+     * from max_write: without this a 1 MiB max_read still arrives as 128 KiB requests. */
+    if (conn->max_write < ll->max_read)
+        conn->max_write = ll->max_read;
     if (conn->capable & FUSE_CAP_SPLICE_WRITE)
         conn->want |= FUSE_CAP_SPLICE_WRITE;
     if (conn->capable & FUSE_CAP_SPLICE_MOVE)
         conn->want |= FUSE_CAP_SPLICE_MOVE;
     /* Nothing is ever written: no writeback cache, no read-before-write. */
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-    qfs_debug("init: max_read %u, max_readahead %u, splice %s", conn->max_read,
-              conn->max_readahead, (conn->want & FUSE_CAP_SPLICE_WRITE) ? "on" : "off");
+    qfs_debug("init: max_read %u, max_write %u, max_readahead %u, splice %s", conn->max_read,
+              conn->max_write, conn->max_readahead, (conn->want & FUSE_CAP_SPLICE_WRITE) ? "on" : "off");
 }
 
 /* Work function: 0 and *e, or an errno.  A miss is a cached negative entry (ino 0). */
@@ -100,8 +105,24 @@ static int do_lookup(const struct qfs_ns *ns, fuse_ino_t parent, const char *nam
     return 0;
 }
 
+/* The mount's readahead (serve/readahead.h), once: in the first request, since the kernel
+ * applies INIT's reply (which can only lower it) before it sends any other.  Not root, or
+ * a read-only /sys: the kernel's window stays, which costs only speed. */
+static void readahead_once(struct qfs_ll *ll)
+{
+    if (ll->readahead == 0 || atomic_exchange(&ll->ra_done, true))
+        return;
+    int rc = qfs_readahead_set(ll->info.mountpoint, ll->readahead);
+    if (rc < 0)
+        qfs_info("readahead of %s left at the kernel's: %s", ll->info.mountpoint, strerror(-rc));
+    else
+        qfs_debug("readahead of %s: %llu KiB", ll->info.mountpoint,
+                  (unsigned long long)(ll->readahead / 1024));
+}
+
 static void qfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    readahead_once(ll_of(req));
     struct qfs_ll *ll = ll_of(req);
     struct qfs_ns *ns = qfs_live_acquire(ll->live);
     struct fuse_entry_param e;
@@ -115,6 +136,7 @@ static void qfs_ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void qfs_ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    readahead_once(ll_of(req));
     (void)fi;
     /* Any live generation: an open file of an older one still answers fstat. */
     struct qfs_ll *ll = ll_of(req);
@@ -279,6 +301,7 @@ static int do_open(struct qfs_ll *ll, fuse_ino_t ino, struct fuse_file_info *fi,
 
 static void qfs_ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    readahead_once(ll_of(req));
     struct qfs_fh *h = NULL;
     int rc = do_open(ll_of(req), ino, fi, &h);
     if (rc)

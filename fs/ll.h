@@ -3,6 +3,9 @@
 #ifndef QFS_FS_LL_H
 #define QFS_FS_LL_H
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 #include "serve/status.h"
 
 struct fuse_lowlevel_ops;
@@ -21,6 +24,8 @@ struct qfs_ll {
     struct qfs_prefetch *prefetch; /* NULL: prefetch disabled */
     struct qfs_status_info info;
     unsigned max_read;
+    uint64_t readahead;    /* bytes to set the mount's readahead to (0: the kernel's) */
+    atomic_bool ra_done;   /* set once the first request after INIT has tried it */
 };
 
 const struct fuse_lowlevel_ops *qfs_ll_ops(void);

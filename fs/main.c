@@ -191,7 +191,8 @@ int main(int argc, char **argv)
     struct qfs_notify *notify = NULL;
     char *mnt_real = NULL;
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-    struct qfs_ll ll = {.max_read = o.max_read};
+    struct qfs_ll ll = {.max_read = o.max_read,
+                        .readahead = o.readahead < 0 ? o.max_read : (uint64_t)o.readahead};
 
     if (check_paths(&o) < 0)
         goto out_opts;

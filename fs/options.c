@@ -59,6 +59,9 @@ void qfs_opts_usage(const char *prog)
            "                     MANIFEST signed with the key (quantfs cache export)\n"
            "     threads=N       maximum idle threads of the request loop\n"
            "     max_read=N      largest read request in bytes (default %u)\n"
+           "     readahead=N     the mount's kernel readahead in bytes, which sizes the\n"
+           "                     requests of page-cache readers (default: max_read; 0:\n"
+           "                     the kernel's 128K; needs root, else left as it is)\n"
            "     prefetch=N      chunks quantized ahead of a sequential reader, within\n"
            "                     a tensor (default 2 x prefetch_threads; 0 disables)\n"
            "     prefetch_threads=N  prefetch worker threads (default: online CPUs;\n"
@@ -242,6 +245,13 @@ static int parse_o(struct qfs_opts *o, const char *arg, char **acc, int *cache_s
             } else {
                 o->prefetch_window = (int)v;
             }
+        } else if (!strncmp(t, "readahead=", 10)) {
+            if (qfs_parse_size(t + 10, &v) < 0 || v > (64u << 20)) {
+                fprintf(stderr, "quantfs: -o %s: expected a size up to 64M\n", t);
+                rc = 2;
+            } else {
+                o->readahead = (int64_t)v;
+            }
         } else if (!strncmp(t, "max_read=", 9)) {
             if (qfs_parse_size(t + 9, &v) < 0 || v < 4096 || v > (64u << 20)) {
                 fprintf(stderr, "quantfs: -o %s: expected a size from 4K to 64M\n", t);
@@ -357,6 +367,7 @@ int qfs_opts_parse(int argc, char **argv, struct qfs_opts *o)
     qfs_format_set_init(&o->formats);
     o->cache_mem = 1ull << 30;
     o->max_read = QFS_DEFAULT_MAX_READ;
+    o->readahead = -1;
     o->prefetch_threads = -1;
     o->prefetch_window = -1;
     o->stop_timeout = QFS_DEFAULT_STOP_TIMEOUT;

@@ -1,6 +1,6 @@
 /* Command line: quantfs [options] SOURCE MOUNTPOINT.
  * Our -o options (cache=, cache_mem=, cache_max=, cache_shared=, cache_hmac_key=, threads=,
- * max_read=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, stop_timeout=, rescan=,
+ * max_read=, readahead=, prefetch=, prefetch_threads=, imatrix=MODEL=FILE, stop_timeout=, rescan=,
  * nowatch, prewarm=, device=, gpu_mem=, max_entries=, and the output formats' options:
  * formats=, no<format>, <format>_group= (codecs/format.h)) are consumed here; options
  * mount(8) and fstab add (rw, noauto, nofail, _netdev, x-*...) are ignored; known FUSE
@@ -28,6 +28,7 @@ struct qfs_opts {
     char *cache_hmac_key;   /* -o cache_hmac_key=FILE, or NULL */
     unsigned threads;       /* max idle threads of the mt loop; 0 = libfuse default */
     unsigned max_read;      /* bytes, also passed as -o max_read */
+    int64_t readahead;      /* -o readahead=: bytes; 0: the kernel's; -1: max_read */
     int prefetch_threads;   /* prefetch workers; 0 = off; -1 = default (online CPUs) */
     int prefetch_window;    /* chunks ahead; 0 = off; -1 = default (2 x prefetch_threads) */
     char **imatrix;         /* -o imatrix=MODEL=FILE, repeatable: "MODEL=FILE" strings */
