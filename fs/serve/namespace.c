@@ -1337,7 +1337,8 @@ out:
 /* /.quantfs (node idx): the reports, in name order (enum qfs_report). */
 static int add_status_file(struct builder *b, uint32_t idx)
 {
-    static const char *const names[QFS_N_REPORTS] = {[QFS_REPORT_STATUS] = "status"};
+    static const char *const names[QFS_N_REPORTS] = {[QFS_REPORT_METRICS] = "metrics",
+                                                     [QFS_REPORT_STATUS] = "status"};
     struct qfs_ns *ns = b->ns;
     int rc = node_reserve(b, QFS_N_REPORTS);
     if (rc < 0)

@@ -74,7 +74,8 @@ enum qfs_node_kind {
 
 /* The reports of /.quantfs, in name order. */
 enum qfs_report {
-    QFS_REPORT_STATUS = 0, /* /.quantfs/status: JSON (status.h) */
+    QFS_REPORT_METRICS = 0, /* /.quantfs/metrics: Prometheus text format (metrics.h) */
+    QFS_REPORT_STATUS,      /* /.quantfs/status: JSON (status.h) */
     QFS_N_REPORTS,
 };
 
