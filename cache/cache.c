@@ -95,6 +95,8 @@ struct qfs_cache {
     pthread_t writers[WRITERS];
 
     bool disk_scanned;          /* under lock: the first housekeeping scan has run */
+    bool scan_wanted;           /* under lock: a writer thread is to run that scan (a disk
+                                   hit before any write: st.disk_bytes is still unknown) */
     uint64_t written_bytes;     /* under lock: bytes of entries written by this process */
     atomic_bool disk_warned;    /* one warning for disk write/read failures */
     atomic_bool maint_busy;     /* a housekeeping scan is running (disk_maintain) */
@@ -200,6 +202,7 @@ static struct centry *evict_locked(struct qfs_cache *c)
         table_remove(c, e);
         c->st.mem_bytes -= e->pub.len;
         c->st.mem_entries--;
+        c->st.mem_evicted++;
         e->lnext = victims;
         victims = e;
     }
@@ -404,8 +407,17 @@ static void *writer_main(void *arg)
     struct qfs_cache *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {
-        while (!c->wq_head && !c->wq_stop)
+        while (!c->wq_head && !c->wq_stop && !c->scan_wanted)
             pthread_cond_wait(&c->wq_work, &c->lock);
+        if (c->scan_wanted) {
+            c->scan_wanted = false;
+            const bool first = !c->disk_scanned;
+            pthread_mutex_unlock(&c->lock);
+            if (first)
+                disk_maintain(c, true);
+            pthread_mutex_lock(&c->lock);
+            continue;
+        }
         struct centry *e = c->wq_head;
         if (!e)
             break;
@@ -729,6 +741,11 @@ int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, u
     pthread_mutex_lock(&c->lock);
     c->st.fills += filled;
     c->st.disk_hits += from_disk && !dc.shared;
+    if (from_disk && !dc.shared && !c->disk_scanned && !c->scan_wanted && !c->wq_stop &&
+        !c->writers_failed && (c->nwriters > 0 || start_writers_locked(c))) {
+        c->scan_wanted = true; /* learn the store's size behind, as a first write does */
+        pthread_cond_broadcast(&c->wq_work);
+    }
     c->st.disk_errors += dc.errors;
     c->st.corrupt_dropped += dc.corrupt;
     c->st.stale_dropped += dc.stale;

@@ -64,6 +64,7 @@ struct qfs_cache_stats {
     uint64_t disk_evicted;      /* entries evicted for disk_max (by this process) */
     uint64_t srchash_hits, srchash_stored; /* remembered source hashes used / stored */
     uint64_t mem_bytes, mem_entries;
+    uint64_t mem_evicted;       /* entries dropped from memory for mem_max */
     uint64_t disk_writes;       /* entries written to disk */
     uint64_t disk_writes_sync;  /* of the attempts, made by the filling thread (queue full) */
     uint64_t write_queue_bytes; /* bytes queued or being written behind, now */

@@ -13,6 +13,7 @@
 #include "../codecs/source/model.h"
 #include "../codecs/vfile.h"
 #include "../util/log.h"
+#include "serve/metrics.h"
 #include "serve/namespace.h"
 #include "serve/read.h"
 #include "serve/readahead.h"
@@ -25,7 +26,7 @@ struct qfs_fh {
     struct qfs_ns *ns;
     const struct qfs_node *n;
     int fd;     /* QFS_NODE_FILE: the source file */
-    char *text; /* QFS_NODE_STATUS: the snapshot rendered at open */
+    char *text; /* QFS_NODE_STATUS: the report rendered at open */
     size_t len;
 };
 
@@ -287,7 +288,8 @@ static int do_open(struct qfs_ll *ll, fuse_ino_t ino, struct fuse_file_info *fi,
         fi->keep_cache = 1; /* an inode number's bytes never change: pages stay valid */
         break;
     case QFS_NODE_STATUS:
-        rc = -qfs_status_render(h->ns, ll->cache, &ll->info, &h->text, &h->len);
+        rc = -(h->n->report == QFS_REPORT_METRICS ? qfs_metrics_render : qfs_status_render)(
+            h->ns, ll->cache, &ll->info, &h->text, &h->len);
         fi->direct_io = 1;
         break;
     }

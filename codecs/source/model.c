@@ -2,7 +2,9 @@
  * files and directories of every enabled output format.  Reads metadata only. */
 #include "model.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -120,6 +122,77 @@ static int load_imatrix(struct qfs_model *m, const struct qfs_model_opts *o)
     return 0;
 }
 
+bool qfs_model_reads_file(const char *name)
+{
+    /* every name codecs/source opens in a model directory (the importance matrix's too) */
+    static const char *const names[] = {
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+        "tokenizer.model", "special_tokens_map.json", "added_tokens.json", "merges.txt",
+        "chat_template.jinja", "chat_template.json", "model.safetensors.index.json",
+        "imatrix.gguf", "imatrix.dat"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (!strcmp(name, names[i]))
+            return true;
+    size_t n = strlen(name);
+    return n > 12 && strcmp(name + n - 12, ".safetensors") == 0;
+}
+
+/* Is the real path of dir/name (a symlink) outside root?  A link that does not resolve
+ * is not (the reader finds no file there). */
+static bool link_leaves(const char *dir, const char *name, const char *root, char **real)
+{
+    char *p = NULL;
+    *real = NULL;
+    if (asprintf(&p, "%s/%s", dir, name) < 0)
+        return false;
+    char *r = realpath(p, NULL);
+    free(p);
+    if (!r)
+        return false;
+    size_t rl = strlen(root);
+    bool inside = strncmp(r, root, rl) == 0 && (r[rl] == '/' || r[rl] == '\0' ||
+                                                 (rl == 1 && root[0] == '/'));
+    if (inside) {
+        free(r);
+        return false;
+    }
+    *real = r;
+    return true;
+}
+
+/* The files the reader may use in dir (its entries qfs_model_reads_file names, and
+ * additional_chat_templates/): none may be a symlink leaving root.  0, or -EACCES (one
+ * log line). */
+static int check_links(const char *dir, const char *root)
+{
+    static const char *const subdirs[] = {"", "additional_chat_templates"};
+    int rc = 0;
+    for (size_t k = 0; k < 2 && rc == 0; k++) {
+        char *d = NULL;
+        if (asprintf(&d, "%s%s%s", dir, *subdirs[k] ? "/" : "", subdirs[k]) < 0)
+            return -ENOMEM;
+        DIR *dd = opendir(d);
+        struct dirent *de;
+        while (dd && rc == 0 && (de = readdir(dd))) {
+            struct stat st;
+            if (fstatat(dirfd(dd), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                !S_ISLNK(st.st_mode) || (k == 0 && !qfs_model_reads_file(de->d_name)))
+                continue;
+            char *real;
+            if (link_leaves(d, de->d_name, root, &real)) {
+                qfs_err("%s/%s: symlink points outside the source tree (%s is not under %s): "
+                        "the model is not served", d, de->d_name, real, root);
+                free(real);
+                rc = -EACCES;
+            }
+        }
+        if (dd)
+            closedir(dd);
+        free(d);
+    }
+    return rc;
+}
+
 int qfs_model_add_file(struct qfs_model *m, struct qfs_vfile *vf, bool listed)
 {
     if (m->n_files == m->cap_files) {
@@ -176,8 +249,10 @@ int qfs_model_open(const char *dir, const struct qfs_model_opts *o, struct qfs_m
         return rc;
     }
     const char *slash = strrchr(m->dir, '/');
-    m->name = strdup(slash && slash[1] ? slash + 1 : m->dir);
+    m->name = strdup(o && o->name ? o->name : slash && slash[1] ? slash + 1 : m->dir);
     if (!m->name)
+        goto fail;
+    if (root && (rc = check_links(m->dir, root)) < 0)
         goto fail;
     if ((rc = qfs_hf_config_load(m->dir, &m->cfg)) < 0) {
         memset(&m->cfg, 0, sizeof m->cfg);

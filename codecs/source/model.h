@@ -49,11 +49,21 @@ struct qfs_model {
 
 struct qfs_model_opts {
     const char *root;    /* the source tree: model files whose real path leaves it are refused
-                          * (NULL: no check) */
+                          * (NULL: no check): a model whose directory holds, as a symlink
+                          * leaving root, a file the reader may use (reads_file) is not
+                          * opened (-EACCES, one log line) */
+    const char *name;    /* the model's name: prefix of its virtual files' names and the
+                          * GGUF general.name; NULL: the directory's name */
     const char *imatrix; /* importance matrix file; NULL: dir/imatrix.gguf or dir/imatrix.dat
                           * when present */
     const struct qfs_format_set *formats; /* NULL: every format at its default */
 };
+
+/* Might qfs_model_open read the model directory's entry `name` (config.json, the tokenizer
+ * files, the chat template, generation_config.json, imatrix.gguf/.dat, *.safetensors and
+ * their index; and every file of additional_chat_templates/)?  Keep in step with the
+ * readers in codecs/source. */
+bool qfs_model_reads_file(const char *name);
 
 /* o may be NULL (no root check, default imatrix lookup, default formats).  A format that
  * cannot serve the model adds nothing (logged).  0 or negative errno (the reason was

@@ -39,6 +39,7 @@
 #include "../../codecs/format.h"
 #include "../../codecs/source/model.h"
 #include "../../codecs/vfile.h"
+#include "../../util/json_file.h"
 #include "../../util/log.h"
 
 #define STATUS_DIR "/.quantfs"
@@ -55,6 +56,10 @@ struct ent {
     int vf_index;                  /* VFILE: index of its file (and counters) in the model */
     int vdir;                      /* DIR of kind QFS_DIR_VIRT: index into model->dirs */
     bool via_link;                 /* source DIR: reached through a symlink */
+    uint32_t jail;                 /* source DIR: index into builder.jails of the directory
+                                      its links must stay in; 0: its parent's */
+    char *model_name;              /* a hub view (source DIR): its model's name ORG--NAME */
+    char *label;                   /* a hub view: ORG--NAME@REV (qfs_ns_desc.label) */
 };
 
 /* Source directories listed so far, by identity: open addressing, at most half full. */
@@ -72,11 +77,19 @@ struct builder {
     uint32_t cap;
     uint8_t *depth;     /* per node: directory depth below the root */
     uint32_t dcap;
-    int root_kind;      /* 0 directory of entries, 1 model, 2 failed model (plain tree) */
+    int root_kind;      /* 0 directory of entries, 1 model, 2 failed model (plain tree),
+                           3 a hub repository (models--*: lists its views) */
     int models_cap, skips_cap;
     const struct qfs_ns_opts *opts; /* may be NULL */
     const struct qfs_ns *prev;      /* the generation before, or NULL */
     struct dirset dirs;             /* source directories listed (the root included) */
+    struct dirset scanned;          /* source directories scanned: a second view of one
+                                       logs nothing about its entries */
+    uint32_t *jail;                 /* per node: index into jails */
+    char **jails;                   /* real paths symlinks must stay in: [0] the tree,
+                                       then one per hub repository */
+    int n_jails, jails_cap;
+    int watch_cap;
     uint32_t max_nodes;             /* bound of ns->n_nodes (see namespace.h) */
     uint32_t over_limit;            /* directories not listed for max_nodes */
 };
@@ -177,9 +190,13 @@ static int record_skip(struct builder *b, const char *path, const char *reason)
     return 0;
 }
 
-/* A directory not served as a model: one log line, and recorded.  0 or -ENOMEM. */
+/* A directory not served as a model: one log line, and recorded, once per build (two
+ * views of one hub snapshot are one skip).  0 or -ENOMEM. */
 static int add_skip(struct builder *b, const char *path, const char *reason)
 {
+    for (int i = 0; i < b->ns->n_skips; i++)
+        if (!strcmp(b->ns->skips[i].path, path))
+            return 0;
     qfs_warn("%s: not served as a model: %s", path, reason);
     return record_skip(b, path, reason);
 }
@@ -224,6 +241,8 @@ static void desc_put(struct qfs_ns_desc *d)
     free(d->stats);
     free(d->abs);
     free(d->imatrix);
+    free(d->name);
+    free(d->label);
     free(d);
 }
 
@@ -315,27 +334,42 @@ static int str_eq(const char *a, const char *b)
     return a == b || (a && b && !strcmp(a, b));
 }
 
-/* The previous generation's description of abs, if it still holds: same directory, same
- * importance matrix option, same fingerprint, never found stale. */
-static struct qfs_ns_desc *desc_reuse(const struct builder *b, const char *abs,
-                                      const char *imatrix, const uint8_t fp[16])
+/* How a model directory is shown and described (try_model). */
+struct view {
+    const char *shown;   /* its path in the mount ("/" or "/name") */
+    const char *name;    /* the model's name; NULL: the directory's */
+    const char *label;   /* qfs_ns_desc.label; NULL: shown without its '/' (or the name) */
+    const char *imx;     /* the name -o imatrix=NAME=FILE gives it by */
+    const char *jail;    /* real path its files must stay in */
+};
+
+static bool desc_matches(const struct qfs_ns_desc *d, const char *abs, const struct view *v,
+                         const char *imatrix, const uint8_t fp[16])
 {
-    const struct qfs_ns *prev = b->prev;
-    if (!prev)
-        return NULL;
-    for (int i = 0; i < prev->n_models; i++) {
-        struct qfs_ns_desc *d = prev->models[i].desc;
-        if (d && !strcmp(d->abs, abs) && str_eq(d->imatrix, imatrix) &&
-            !memcmp(d->fp, fp, 16) && !atomic_load(&d->model->stale))
-            return d;
-    }
+    return d && !strcmp(d->abs, abs) && str_eq(d->imatrix, imatrix) && str_eq(d->name, v->name) &&
+           !memcmp(d->fp, fp, 16) && !atomic_load(&d->model->stale);
+}
+
+/* A description of abs that still holds: same directory, name, importance matrix option
+ * and fingerprint, never found stale: one this generation made already (another view of
+ * the same hub snapshot), else the previous generation's. */
+static struct qfs_ns_desc *desc_reuse(const struct builder *b, const char *abs,
+                                      const struct view *v, const char *imatrix,
+                                      const uint8_t fp[16])
+{
+    for (int i = 0; i < b->ns->n_models; i++)
+        if (desc_matches(b->ns->models[i].desc, abs, v, imatrix, fp))
+            return b->ns->models[i].desc;
+    for (int i = 0; b->prev && i < b->prev->n_models; i++)
+        if (desc_matches(b->prev->models[i].desc, abs, v, imatrix, fp))
+            return b->prev->models[i].desc;
     return NULL;
 }
 
 /* Describe the model in abs (qfs_model_open), with fingerprint fp.  0, -ENOMEM, or the
  * model's error (*why filled). */
-static int desc_open(const struct builder *b, const char *abs, const char *imatrix,
-                     const uint8_t fp[16], struct qfs_ns_desc **out)
+static int desc_open(const struct builder *b, const char *abs, const struct view *v,
+                     const char *imatrix, const uint8_t fp[16], struct qfs_ns_desc **out)
 {
     struct qfs_ns_desc *d = calloc(1, sizeof *d);
     if (!d)
@@ -344,11 +378,12 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
     memcpy(d->fp, fp, 16);
     d->abs = strdup(abs);
     d->imatrix = imatrix ? strdup(imatrix) : NULL;
-    if (!d->abs || (imatrix && !d->imatrix)) {
+    d->name = v->name ? strdup(v->name) : NULL;
+    if (!d->abs || (imatrix && !d->imatrix) || (v->name && !d->name)) {
         desc_put(d);
         return -ENOMEM;
     }
-    const struct qfs_model_opts mo = {.root = b->ns->source, .imatrix = imatrix,
+    const struct qfs_model_opts mo = {.root = v->jail, .imatrix = imatrix, .name = v->name,
                                       .formats = b->opts ? b->opts->formats : NULL};
     int rc = qfs_model_open(abs, &mo, &d->model);
     if (rc < 0) {
@@ -363,6 +398,11 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
     }
     for (int i = 0; i < d->model->n_files; i++)
         d->stats[i].model = d->model;
+    d->label = strdup(v->label ? v->label : v->shown[1] ? v->shown + 1 : d->model->name);
+    if (!d->label) {
+        desc_put(d);
+        return -ENOMEM;
+    }
     *out = d;
     return 0;
 }
@@ -370,26 +410,28 @@ static int desc_open(const struct builder *b, const char *abs, const char *imatr
 /* Try to serve directory node idx (real path abs) as a model: the previous generation's
  * description when its fingerprint still holds, else a new one.  0 (served or skipped,
  * the reason recorded) or -ENOMEM. */
-static int try_model(struct builder *b, uint32_t idx, const char *abs, const char *shown)
+static int try_model(struct builder *b, uint32_t idx, const char *abs, const struct view *v)
 {
     struct qfs_ns *ns = b->ns;
+    for (int i = 0; i < ns->n_skips; i++)
+        if (!strcmp(ns->skips[i].path, abs))
+            return 0; /* another view of a snapshot found unusable in this build */
     int dfd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const char *why = dfd < 0 ? "cannot open directory" : model_probe(dfd);
     if (dfd >= 0)
         close(dfd);
     if (why)
         return add_skip(b, abs, why);
-    const char *base = strrchr(abs, '/');
-    const char *imatrix = imatrix_for(b, base ? base + 1 : abs);
+    const char *imatrix = imatrix_for(b, v->imx);
     uint8_t fp[16], fp2[16];
     int rc = fingerprint(abs, imatrix, fp);
     if (rc < 0)
         return rc;
-    struct qfs_ns_desc *d = desc_reuse(b, abs, imatrix, fp);
+    struct qfs_ns_desc *d = desc_reuse(b, abs, v, imatrix, fp);
     if (d) {
         atomic_fetch_add(&d->refs, 1);
     } else {
-        rc = desc_open(b, abs, imatrix, fp, &d);
+        rc = desc_open(b, abs, v, imatrix, fp, &d);
         if (rc == -ENOMEM)
             return rc;
         if (rc < 0) {
@@ -415,7 +457,8 @@ static int try_model(struct builder *b, uint32_t idx, const char *abs, const cha
     }
     struct qfs_ns_model *nm = &ns->models[ns->n_models];
     memset(nm, 0, sizeof *nm);
-    nm->path = strdup(shown);
+    nm->node = idx;
+    nm->path = strdup(v->shown);
     if (!nm->path) {
         desc_put(d);
         return -ENOMEM;
@@ -445,6 +488,10 @@ static int node_reserve(struct builder *b, uint32_t extra)
     if (!d)
         return -ENOMEM;
     b->depth = d;
+    uint32_t *j = realloc(b->jail, (size_t)cap * sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    b->jail = j;
     b->cap = cap;
     return 0;
 }
@@ -478,12 +525,20 @@ static int ent_cmp(const void *a, const void *b)
     return strcmp(((const struct ent *)a)->name, ((const struct ent *)b)->name);
 }
 
+/* Free x's strings (and forget them). */
+static void ent_clear(struct ent *x)
+{
+    free(x->name);
+    free(x->relpath);
+    free(x->model_name);
+    free(x->label);
+    x->name = x->relpath = x->model_name = x->label = NULL;
+}
+
 static void ents_free(struct ent *e, int n)
 {
-    for (int i = 0; i < n; i++) {
-        free(e[i].name);
-        free(e[i].relpath);
-    }
+    for (int i = 0; i < n; i++)
+        ent_clear(&e[i]);
     free(e);
 }
 
@@ -507,8 +562,7 @@ static int ents_add(struct ent **e, int *n, int *cap, struct ent x)
 {
     if (x.name && ents_push(e, n, cap, x) == 0)
         return 0;
-    free(x.name);
-    free(x.relpath);
+    ent_clear(&x);
     return -ENOMEM;
 }
 
@@ -520,12 +574,22 @@ static int ents_have(const struct ent *e, int n, const char *name)
     return 0;
 }
 
-/* Classify one directory entry: 1 and *x filled when it is listed, 0 when skipped,
- * negative errno on allocation failure. */
-static int classify(struct builder *b, int dfd, const char *dir_rel, const char *name,
-                    int child_depth, struct ent *x)
+/* Is real inside dir (both real paths)? */
+static bool path_inside(const char *real, const char *dir)
 {
-    const char *src = b->ns->source;
+    size_t n = strlen(dir);
+    return strncmp(real, dir, n) == 0 &&
+           (real[n] == '\0' || real[n] == '/' || strcmp(dir, "/") == 0);
+}
+
+/* Classify one directory entry of a directory whose links must stay in jail b->jails[jail]
+ * (quiet: that directory was scanned before in this build, through another view: log
+ * nothing): 1 and *x filled when it is listed, 0 when skipped, negative errno on
+ * allocation failure. */
+static int classify(struct builder *b, int dfd, const char *dir_rel, const char *name,
+                    int child_depth, uint32_t jail, bool quiet, struct ent *x)
+{
+    const char *src = b->ns->tree, *in = b->jails[jail];
     struct stat st;
     char *rel = NULL;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -541,11 +605,16 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
         real = realpath(abs, NULL);
         size_t sl = strlen(src);
         if (!real) {
-            qfs_warn("%s: symlink not followed: %s", abs, strerror(errno));
+            if (!quiet)
+                qfs_warn("%s: symlink not followed: %s", abs, strerror(errno));
             rc = 0;
-        } else if (strncmp(real, src, sl) != 0 ||
-                   (real[sl] != '\0' && real[sl] != '/' && strcmp(src, "/") != 0)) {
-            qfs_warn("%s: symlink not followed: it points outside the source (%s)", abs, real);
+        } else if (!path_inside(real, in)) {
+            if (!quiet && jail == 0 && !strcmp(src, b->ns->source))
+                qfs_warn("%s: symlink not followed: it points outside the source (%s)", abs,
+                         real);
+            else if (!quiet)
+                qfs_warn("%s: symlink not followed: it points outside its repository %s (%s)",
+                         abs, in, real);
             rc = 0;
         } else if (stat(real, &st) < 0) {
             rc = 0;
@@ -590,6 +659,8 @@ static int classify(struct builder *b, int dfd, const char *dir_rel, const char 
     x->vf = NULL;
     x->vf_index = -1;
     x->via_link = link;
+    x->jail = 0;
+    x->model_name = x->label = NULL;
     return 1;
 }
 
@@ -616,7 +687,7 @@ static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct
             continue;
         if (ents_have(*e, n_real, vf->name)) {
             qfs_warn("%s/%s/%s: a source file has this name; the virtual file is not listed",
-                     ns->source, dir_rel, vf->name);
+                     ns->tree, dir_rel, vf->name);
             continue;
         }
         struct ent x = {.name = strdup(vf->name), .kind = QFS_NODE_VFILE, .st = *vst, .vf = vf,
@@ -628,7 +699,7 @@ static int model_ents(const struct qfs_ns *ns, const char *dir_rel, const struct
     for (int i = 0; i < m->n_dirs; i++) {
         if (ents_have(*e, n_real, m->dirs[i].name)) {
             qfs_warn("%s/%s/%s: a source entry has this name; the virtual directory is not "
-                     "listed", ns->source, dir_rel, m->dirs[i].name);
+                     "listed", ns->tree, dir_rel, m->dirs[i].name);
             continue;
         }
         struct ent x = {.name = strdup(m->dirs[i].name), .kind = QFS_NODE_DIR,
@@ -668,6 +739,7 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
         c->relpath = e[i].relpath;
         e[i].relpath = NULL;
         b->depth[ci] = (uint8_t)(depth + 1);
+        b->jail[ci] = e[i].jail ? e[i].jail : b->jail[idx];
         if (c->kind == QFS_NODE_VFILE) {
             c->model = m;
             c->vf = e[i].vf;
@@ -690,23 +762,31 @@ static int add_children(struct builder *b, uint32_t idx, struct ent *e, int n)
         if (c->kind == QFS_NODE_DIR)
             ns->nodes[idx].st.st_nlink++;
         if (c->kind == QFS_NODE_VFILE && model_dir) {
-            struct qfs_ns_model *nm = &ns->models[ns->n_models - 1];
-            for (int k = 0; k < ns->n_models; k++)
-                if (ns->models[k].model == m)
+            struct qfs_ns_model *nm = NULL;
+            for (int k = 0; k < ns->n_models && !nm; k++)
+                if (ns->models[k].node == idx)
                     nm = &ns->models[k];
-            if (nm->end_vnode == 0)
+            if (nm && nm->end_vnode == 0)
                 nm->first_vnode = ci;
-            nm->end_vnode = ci + 1;
+            if (nm)
+                nm->end_vnode = ci + 1;
         }
-        /* Which subdirectories are models: those of a directory of entries. */
+        /* Which subdirectories are models: those of a directory of entries (a hub
+         * repository's views included), of a repository. */
         if (c->kind == QFS_NODE_DIR && c->dir == QFS_DIR_SOURCE && idx == 0 &&
-            b->root_kind == 0) {
-            char *abs = join(ns->source, c->relpath), *shown = NULL;
+            (b->root_kind == 0 || b->root_kind == 3)) {
+            char *abs = join(ns->tree, c->relpath), *shown = NULL;
             if (!abs || asprintf(&shown, "/%s", c->name) < 0) {
                 free(abs);
                 return -ENOMEM;
             }
-            rc = try_model(b, ci, abs, shown);
+            const char *base = strrchr(abs, '/');
+            const struct view v = {.shown = shown, .name = e[i].model_name,
+                                   .label = e[i].label,
+                                   .imx = e[i].model_name ? c->name : base ? base + 1 : abs,
+                                   .jail = b->jails[b->jail[ci]]};
+            if (e[i].model_name || b->root_kind == 0)
+                rc = try_model(b, ci, abs, &v);
             free(abs);
             free(shown);
             if (rc < 0)
@@ -756,11 +836,9 @@ static int filter_dirs(struct builder *b, uint32_t idx, const char *dir_rel, str
                 rc = dirset_add(&b->dirs, x->st.st_dev, x->st.st_ino);
                 continue;
             }
-            qfs_warn("%s/%s%s%s: %s (%s/%s)", ns->source, dir_rel, *dir_rel ? "/" : "",
-                     x->name, why, ns->source, x->relpath);
-            free(x->name);
-            free(x->relpath);
-            x->name = x->relpath = NULL;
+            qfs_warn("%s/%s%s%s: %s (%s/%s)", ns->tree, dir_rel, *dir_rel ? "/" : "",
+                     x->name, why, ns->tree, x->relpath);
+            ent_clear(x);
         }
     }
     int k = 0;
@@ -779,7 +857,7 @@ static int over_limit(struct builder *b, const char *dir_rel)
     char *path = NULL, reason[128];
     if (++b->over_limit > LIMIT_LOGGED)
         return 0;
-    if (asprintf(&path, "%s%s%s", ns->source, *dir_rel ? "/" : "", dir_rel) < 0)
+    if (asprintf(&path, "%s%s%s", ns->tree, *dir_rel ? "/" : "", dir_rel) < 0)
         return -ENOMEM;
     snprintf(reason, sizeof reason, "not listed: the mount would hold more than %" PRIu32
              " entries (-o max_entries)", b->max_nodes);
@@ -787,6 +865,331 @@ static int over_limit(struct builder *b, const char *dir_rel)
     int rc = record_skip(b, path, reason);
     free(path);
     return rc;
+}
+
+/* ---- Hugging Face hub cache (see namespace.h) ---- */
+
+#define HUB_PREFIX "models--"
+#define HUB_PREFIX_LEN 8
+
+/* Is entry name of directory dfd a hub repository: a real directory models--X holding a
+ * real directory snapshots/? */
+static bool hub_is_repo(int dfd, const char *name)
+{
+    struct stat st;
+    if (strncmp(name, HUB_PREFIX, HUB_PREFIX_LEN) != 0 || !name[HUB_PREFIX_LEN] ||
+        fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+        return false;
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    bool yes = fstatat(fd, "snapshots", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    close(fd);
+    return yes;
+}
+
+/* Is the directory abs (a real path) a hub repository? */
+static bool hub_is_repo_path(const char *abs)
+{
+    const char *base = strrchr(abs, '/');
+    if (!base || base == abs)
+        return false;
+    char *dir = strndup(abs, (size_t)(base - abs));
+    int fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    bool yes = fd >= 0 && hub_is_repo(fd, base + 1);
+    if (fd >= 0)
+        close(fd);
+    free(dir);
+    return yes;
+}
+
+/* abs (a real path) is .../models--ORG--NAME/snapshots/REV of a hub repository: the
+ * repository's real path (malloc'd), *rev its REV (in abs).  Else NULL. */
+static char *hub_snapshot_tree(const char *abs, const char **rev)
+{
+    const char *b = strrchr(abs, '/');
+    if (!b || b == abs || !b[1])
+        return NULL;
+    char *snaps = strndup(abs, (size_t)(b - abs));
+    char *s = snaps ? strrchr(snaps, '/') : NULL;
+    char *repo = NULL;
+    if (s && s != snaps && !strcmp(s + 1, "snapshots")) {
+        *s = '\0';
+        if (hub_is_repo_path(snaps))
+            repo = strdup(snaps);
+    }
+    free(snaps);
+    if (repo)
+        *rev = b + 1;
+    return repo;
+}
+
+/* Add relpath (below the tree) to the namespace's watch list.  0 or -ENOMEM. */
+static int add_watch(struct builder *b, const char *a, const char *c, int names_only)
+{
+    struct qfs_ns *ns = b->ns;
+    if (ns->n_watch == b->watch_cap) {
+        int cap = b->watch_cap ? 2 * b->watch_cap : 16;
+        void *p = realloc(ns->watch, (size_t)cap * sizeof *ns->watch);
+        if (!p)
+            return -ENOMEM;
+        ns->watch = p;
+        b->watch_cap = cap;
+    }
+    char *rel = NULL;
+    if (asprintf(&rel, "%s%s%s", a, *a && *c ? "/" : "", c) < 0)
+        return -ENOMEM;
+    ns->watch[ns->n_watch++] = (struct qfs_ns_watch){.relpath = rel, .names_only = names_only};
+    return 0;
+}
+
+/* Add abs as a jail; its index, or -ENOMEM. */
+static int add_jail(struct builder *b, const char *abs)
+{
+    if (b->n_jails == b->jails_cap) {
+        int cap = b->jails_cap ? 2 * b->jails_cap : 8;
+        void *p = realloc(b->jails, (size_t)cap * sizeof *b->jails);
+        if (!p)
+            return -ENOMEM;
+        b->jails = p;
+        b->jails_cap = cap;
+    }
+    if (!(b->jails[b->n_jails] = strdup(abs)))
+        return -ENOMEM;
+    return b->n_jails++;
+}
+
+/* A dangling symlink in directory fd (a snapshot, depth levels below it): its path
+ * below the snapshot in why.  1 found, 0 none. */
+static int hub_dangling(int fd, const char *rel, int depth, char *why, size_t n)
+{
+    int dfd = dup(fd);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return 0;
+    }
+    int found = 0;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode) && fstatat(dirfd(d), de->d_name, &st, 0) < 0 &&
+            errno == ENOENT) {
+            snprintf(why, n, "incomplete download: %s%s%s is a dangling symlink", rel,
+                     *rel ? "/" : "", de->d_name);
+            found = 1;
+        } else if (S_ISDIR(st.st_mode) && depth < QFS_NS_MAX_DEPTH) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+                                                       O_NOFOLLOW);
+            char *r = join(rel, de->d_name);
+            if (sub >= 0 && r)
+                found = hub_dangling(sub, r, depth + 1, why, n);
+            free(r);
+            if (sub >= 0)
+                close(sub);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Is the snapshot in directory fd (real path abs) a partial download: a dangling symlink,
+ * or a shard its model.safetensors.index.json names missing?  1 and why, 0, or -ENOMEM. */
+static int hub_incomplete(int fd, const char *abs, char *why, size_t n)
+{
+    if (hub_dangling(fd, "", 1, why, n))
+        return 1;
+    struct stat st;
+    if (fstatat(fd, "model.safetensors.index.json", &st, 0) < 0)
+        return 0;
+    char *p = join(abs, "model.safetensors.index.json");
+    if (!p)
+        return -ENOMEM;
+    json_t *root = NULL;
+    int rc = qfs_json_load(p, QFS_JSON_MAX_CONFIG, 0, &root);
+    free(p);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0)
+        return 0; /* the model reader says what is wrong with it */
+    json_t *map = json_object_get(root, "weight_map"), *v;
+    const char *k;
+    int found = 0;
+    json_object_foreach(map, k, v) {
+        const char *shard = json_string_value(v);
+        if (shard && *shard && (fstatat(fd, shard, &st, 0) < 0 || !S_ISREG(st.st_mode))) {
+            snprintf(why, n, "incomplete download: %s (named by model.safetensors.index.json) "
+                     "is missing", shard);
+            found = 1;
+            break;
+        }
+    }
+    json_decref(root);
+    return found;
+}
+
+/* Append a view of a snapshot: directory name shown (the model named model) of relpath
+ * rel, listing links jailed in jail.  0 or -ENOMEM. */
+static int hub_view(struct ent **e, int *n, int *cap, const char *shown, const char *model,
+                    const char *label, const char *rel, const struct stat *st, uint32_t jail)
+{
+    struct ent x = {.name = strdup(shown), .kind = QFS_NODE_DIR, .dir = QFS_DIR_SOURCE,
+                    .relpath = strdup(rel), .st = *st, .vf_index = -1, .jail = jail,
+                    .model_name = strdup(model), .label = strdup(label)};
+    if (!x.relpath || !x.model_name || !x.label) {
+        ent_clear(&x);
+        return -ENOMEM;
+    }
+    return ents_add(e, n, cap, x);
+}
+
+/* The views of the hub repository at rel (below the tree; "": the tree itself) named
+ * repo (models--ORG--NAME), appended to e: ORG--NAME@REV per usable snapshot, and
+ * ORG--NAME for the one refs/main names.  Registers its jail and watches.  0 or -ENOMEM. */
+static int hub_repo_ents(struct builder *b, const char *rel, const char *repo, struct ent **e,
+                         int *n, int *cap)
+{
+    struct qfs_ns *ns = b->ns;
+    const char *model = repo + HUB_PREFIX_LEN;
+    char *abs = *rel ? join(ns->tree, rel) : strdup(ns->tree), *srel = NULL, *label = NULL;
+    char main_rev[256] = "", why[PATH_MAX + 128];
+    int rc = -ENOMEM, rfd = -1, jail = 0, main_state = 0; /* 1 shown, 2 unusable */
+    DIR *d = NULL;
+    if (!abs)
+        goto out;
+    if (*rel && (jail = add_jail(b, abs)) < 0)
+        goto out;
+    if ((rc = add_watch(b, rel, "", 0)) < 0 || (rc = add_watch(b, rel, "refs", 0)) < 0 ||
+        (rc = add_watch(b, rel, "snapshots", 0)) < 0 || (rc = add_watch(b, rel, "blobs", 1)) < 0)
+        goto out;
+    rc = 0;
+    rfd = openat(ns->root_fd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (rfd < 0)
+        goto out;
+    /* A blob being downloaded: the repository is not complete, whichever snapshot it is
+     * for (huggingface_hub links a file into its snapshot only once its blob is whole). */
+    int bfd = openat(rfd, "blobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (bfd >= 0 && (d = fdopendir(bfd))) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t l = strlen(de->d_name);
+            if (l > 11 && !strcmp(de->d_name + l - 11, ".incomplete")) {
+                snprintf(why, sizeof why, "incomplete download: blobs/%s (no view of the "
+                         "repository is shown until it completes)", de->d_name);
+                rc = add_skip(b, abs, why);
+                goto out;
+            }
+        }
+        closedir(d);
+        d = NULL;
+    } else if (bfd >= 0) {
+        close(bfd);
+    }
+    int mfd = openat(rfd, "refs/main", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (mfd >= 0) {
+        ssize_t got = read(mfd, main_rev, sizeof main_rev - 1);
+        close(mfd);
+        main_rev[got > 0 ? got : 0] = '\0';
+        for (size_t l = strlen(main_rev); l && strchr(" \t\r\n", main_rev[l - 1]); l--)
+            main_rev[l - 1] = '\0';
+    }
+    int sfd = openat(rfd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (sfd < 0 || !(d = fdopendir(sfd))) {
+        if (sfd >= 0)
+            close(sfd);
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        const bool is_main = !strcmp(de->d_name, main_rev);
+        free(srel);
+        srel = NULL;
+        char *sabs = NULL;
+        if (asprintf(&srel, "%s%ssnapshots/%s", rel, *rel ? "/" : "", de->d_name) < 0 ||
+            !(sabs = join(ns->tree, srel))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if ((rc = add_watch(b, srel, "", 0)) < 0) {
+            free(sabs);
+            goto out;
+        }
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        int partial = fd < 0 ? 1 : hub_incomplete(fd, sabs, why, sizeof why);
+        if (fd >= 0)
+            close(fd);
+        rc = partial < 0 ? partial : fd >= 0 && partial ? add_skip(b, sabs, why) : 0;
+        free(sabs);
+        if (rc < 0)
+            goto out;
+        if (partial) {
+            if (is_main)
+                main_state = 2;
+            continue;
+        }
+        free(label);
+        label = NULL;
+        if (asprintf(&label, "%s@%s", model, de->d_name) < 0) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if ((rc = hub_view(e, n, cap, label, model, label, srel, &st, (uint32_t)jail)) < 0 ||
+            (is_main &&
+             (rc = hub_view(e, n, cap, model, model, label, srel, &st, (uint32_t)jail)) < 0))
+            goto out;
+        if (is_main)
+            main_state = 1;
+    }
+    if (main_state == 0) {
+        if (main_rev[0])
+            snprintf(why, sizeof why, "refs/main names %s, which has no snapshot: %s is not "
+                     "shown (its revisions are, as %s@REV)", main_rev, model, model);
+        else
+            snprintf(why, sizeof why, "no refs/main: %s is not shown (its revisions are, as "
+                     "%s@REV)", model, model);
+        rc = add_skip(b, abs, why);
+    }
+out:
+    if (rc == 0 && rfd < 0 && abs)
+        qfs_warn("%s: cannot list the repository: %s", abs, strerror(errno));
+    if (d)
+        closedir(d);
+    if (rfd >= 0)
+        close(rfd);
+    free(abs);
+    free(srel);
+    free(label);
+    return rc;
+}
+
+/* Among the sorted entries e[0, *n): a hub view whose name a source entry has is not
+ * listed (one log line). */
+static void drop_shadowed_views(const struct qfs_ns *ns, struct ent *e, int *n)
+{
+    int k = 0;
+    for (int i = 0; i < *n; i++) {
+        const struct ent *o = k ? &e[k - 1] : NULL;
+        if (o && !strcmp(o->name, e[i].name)) {
+            struct ent *view = e[i].model_name ? &e[i] : &e[k - 1];
+            qfs_warn("%s/%s: a source entry has this name; the hub view (%s) is not listed",
+                     ns->source, e[i].name, view->relpath);
+            struct ent keep = e[i].model_name ? e[k - 1] : e[i];
+            ent_clear(view);
+            e[k - 1] = keep;
+            continue;
+        }
+        e[k++] = e[i];
+    }
+    *n = k;
 }
 
 /* Scan directory node idx and append its children: all of them, or none when they
@@ -805,7 +1208,7 @@ static int scan_dir(struct builder *b, uint32_t idx)
                      O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
     if (!d) {
-        qfs_warn("%s/%s: cannot list: %s", ns->source, dir_rel, strerror(errno));
+        qfs_warn("%s/%s: cannot list: %s", ns->tree, dir_rel, strerror(errno));
         if (dfd >= 0)
             close(dfd);
         ns->nodes[idx].first_child = ns->n_nodes;
@@ -813,9 +1216,18 @@ static int scan_dir(struct builder *b, uint32_t idx)
         free(dir_rel);
         return 0;
     }
+    const struct qfs_node *self = &ns->nodes[idx];
+    const bool quiet = dirset_has(&b->scanned, self->src_dev, self->src_ino);
+    if ((rc = dirset_add(&b->scanned, self->src_dev, self->src_ino)) < 0)
+        goto out;
+    if (idx == 0 && b->root_kind == 3) { /* a repository: its views, not its files */
+        const char *base = strrchr(ns->tree, '/');
+        if ((rc = hub_repo_ents(b, "", base ? base + 1 : ns->tree, &e, &n, &cap)) < 0)
+            goto out;
+    }
     struct timespec newest = {0, 0};
     struct dirent *de;
-    while ((de = readdir(d))) {
+    while (!(idx == 0 && b->root_kind == 3) && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
         if (idx == 0 && !strcmp(de->d_name, STATUS_DIR_NAME)) {
@@ -826,8 +1238,13 @@ static int scan_dir(struct builder *b, uint32_t idx)
             over = true; /* stop reading: the directory is not listed */
             break;
         }
+        if (idx == 0 && b->root_kind == 0 && hub_is_repo(dfd, de->d_name)) {
+            if ((rc = hub_repo_ents(b, de->d_name, de->d_name, &e, &n, &cap)) < 0)
+                goto out;
+            continue;
+        }
         struct ent x;
-        rc = classify(b, dfd, dir_rel, de->d_name, depth + 1, &x);
+        rc = classify(b, dfd, dir_rel, de->d_name, depth + 1, b->jail[idx], quiet, &x);
         if (rc < 0)
             goto out;
         if (rc == 0)
@@ -837,8 +1254,7 @@ static int scan_dir(struct builder *b, uint32_t idx)
              (x.st.st_mtim.tv_sec == newest.tv_sec && x.st.st_mtim.tv_nsec > newest.tv_nsec)))
             newest = x.st.st_mtim;
         if ((rc = ents_push(&e, &n, &cap, x)) < 0) {
-            free(x.name);
-            free(x.relpath);
+            ent_clear(&x);
             goto out;
         }
     }
@@ -859,6 +1275,7 @@ static int scan_dir(struct builder *b, uint32_t idx)
     }
     if (n > 1)
         qsort(e, (size_t)n, sizeof *e, ent_cmp);
+    drop_shadowed_views(ns, e, &n);
     if ((rc = filter_dirs(b, idx, dir_rel, e, &n)) < 0)
         goto out;
     if (idx == 0) { /* /.quantfs, whatever the bound */
@@ -917,30 +1334,55 @@ out:
     return rc;
 }
 
-/* /.quantfs (node idx): one child, the status file. */
+/* /.quantfs (node idx): the reports, in name order (enum qfs_report). */
 static int add_status_file(struct builder *b, uint32_t idx)
 {
+    static const char *const names[QFS_N_REPORTS] = {[QFS_REPORT_METRICS] = "metrics",
+                                                     [QFS_REPORT_STATUS] = "status"};
     struct qfs_ns *ns = b->ns;
-    int rc = node_reserve(b, 1);
+    int rc = node_reserve(b, QFS_N_REPORTS);
     if (rc < 0)
         return rc;
-    uint32_t ci = ns->n_nodes++;
-    struct qfs_node *c = &ns->nodes[ci];
-    memset(c, 0, sizeof *c);
-    c->kind = QFS_NODE_STATUS;
-    c->parent = idx;
-    c->name = strdup("status");
-    if (!c->name)
-        return -ENOMEM;
-    set_attr(c, &ns->nodes[0].st, ci + 1);
-    b->depth[ci] = (uint8_t)(b->depth[idx] + 1);
-    ns->nodes[idx].first_child = ci;
-    ns->nodes[idx].n_children = 1;
-    ns->status_node = ci;
+    ns->nodes[idx].first_child = ns->n_nodes;
+    ns->nodes[idx].n_children = 0;
+    for (int k = 0; k < QFS_N_REPORTS; k++) {
+        uint32_t ci = ns->n_nodes++;
+        struct qfs_node *c = &ns->nodes[ci];
+        memset(c, 0, sizeof *c);
+        c->kind = QFS_NODE_STATUS;
+        c->report = (enum qfs_report)k;
+        c->parent = idx;
+        ns->nodes[idx].n_children++;
+        c->name = strdup(names[k]);
+        if (!c->name)
+            return -ENOMEM;
+        set_attr(c, &ns->nodes[0].st, ci + 1);
+        b->depth[ci] = (uint8_t)(b->depth[idx] + 1);
+        b->jail[ci] = 0;
+        ns->report_node[k] = ci;
+    }
+    ns->status_node = ns->report_node[QFS_REPORT_STATUS];
     return 0;
 }
 
 static int assign_inos(struct qfs_ns *ns, const struct qfs_ns *prev);
+
+/* Free what only the build needs. */
+static void builder_free(struct builder *b)
+{
+    free(b->depth);
+    free(b->jail);
+    free(b->dirs.v);
+    free(b->scanned.v);
+    for (int i = 0; i < b->n_jails; i++)
+        free(b->jails[i]);
+    free(b->jails);
+    b->depth = NULL;
+    b->jail = NULL;
+    b->dirs.v = b->scanned.v = NULL;
+    b->jails = NULL;
+    b->n_jails = 0;
+}
 
 static int build_gen(const char *source, const struct qfs_ns_opts *opts,
                      const struct qfs_ns *prev, struct qfs_ns **out)
@@ -966,21 +1408,36 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
         qfs_err("%s: not a directory", source);
         goto fail;
     }
-    ns->root_fd = open(ns->source, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* A hub snapshot (.../models--ORG--NAME/snapshots/REV): relpaths, and its links, are
+     * below its repository. */
+    const char *snap_rev = NULL, *repo_name = NULL;
+    char *hub_name = NULL, *hub_label = NULL;
+    ns->tree = hub_snapshot_tree(ns->source, &snap_rev);
+    if (!ns->tree)
+        ns->tree = strdup(ns->source);
+    else
+        repo_name = strrchr(ns->tree, '/') + 1;
+    if (!ns->tree || (rc = add_jail(&b, ns->tree)) < 0) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    ns->root_fd = open(ns->tree, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (ns->root_fd < 0) {
         rc = -errno;
-        qfs_err("%s: %s", source, strerror(errno));
+        qfs_err("%s: %s", ns->tree, strerror(errno));
         goto fail;
     }
     if ((rc = node_reserve(&b, 1)) < 0)
         goto fail;
+    rc = -ENOMEM;
     struct qfs_node *root = &ns->nodes[0];
     memset(root, 0, sizeof *root);
     root->kind = QFS_NODE_DIR;
     root->name = strdup("");
-    root->relpath = strdup("");
+    root->relpath = snap_rev ? join("snapshots", snap_rev) : strdup("");
     if (!root->name || !root->relpath)
         goto fail;
+    b.jail[0] = 0;
     set_attr(root, &st, 1);
     root->src_dev = st.st_dev;
     root->src_ino = st.st_ino;
@@ -989,13 +1446,40 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
     if ((rc = dirset_add(&b.dirs, st.st_dev, st.st_ino)) < 0)
         goto fail;
 
+    const char *base = strrchr(ns->source, '/');
+    base = base && base[1] ? base + 1 : ns->source;
     int dfd = open(ns->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const char *why = dfd < 0 ? "no config.json" : model_probe(dfd);
+    char partial[PATH_MAX + 128];
+    int inc = 0;
+    if (!why && snap_rev && dfd >= 0)
+        inc = hub_incomplete(dfd, ns->source, partial, sizeof partial);
     if (dfd >= 0)
         close(dfd);
-    if (!why) {
+    if (inc < 0) {
+        rc = inc;
+        goto fail;
+    }
+    if (!snap_rev && hub_is_repo_path(ns->source)) {
+        b.root_kind = 3;
+    } else if (!why && inc) {
+        if ((rc = add_skip(&b, ns->source, partial)) < 0)
+            goto fail;
+        b.root_kind = 2;
+    } else if (!why) {
         int nm = ns->n_models;
-        if ((rc = try_model(&b, 0, ns->source, "/")) < 0)
+        if (snap_rev && (asprintf(&hub_name, "%s", repo_name + HUB_PREFIX_LEN) < 0 ||
+                         asprintf(&hub_label, "%s@%s", hub_name, snap_rev) < 0)) {
+            free(hub_name);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        const struct view v = {.shown = "/", .name = hub_name, .label = hub_label,
+                               .imx = snap_rev ? hub_name : base, .jail = ns->tree};
+        rc = try_model(&b, 0, ns->source, &v);
+        free(hub_name);
+        free(hub_label);
+        if (rc < 0)
             goto fail;
         b.root_kind = ns->n_models > nm ? 1 : 2;
     }
@@ -1018,10 +1502,7 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
         if (rc < 0)
             goto fail;
     }
-    free(b.depth);
-    b.depth = NULL;
-    free(b.dirs.v);
-    b.dirs.v = NULL;
+    builder_free(&b);
     if (b.over_limit > LIMIT_LOGGED)
         qfs_warn("%s: %" PRIu32 " more directories not listed: the mount would hold more "
                  "than %" PRIu32 " entries (-o max_entries)", ns->source,
@@ -1036,8 +1517,7 @@ static int build_gen(const char *source, const struct qfs_ns_opts *opts,
 fail:
     if (rc == -ENOMEM)
         qfs_err("%s: out of memory while scanning", source);
-    free(b.depth);
-    free(b.dirs.v);
+    builder_free(&b);
     qfs_ns_destroy(ns);
     return rc;
 }
@@ -1073,9 +1553,13 @@ void qfs_ns_destroy(struct qfs_ns *ns)
         free(ns->skips[i].reason);
     }
     free(ns->skips);
+    for (int i = 0; i < ns->n_watch; i++)
+        free(ns->watch[i].relpath);
+    free(ns->watch);
     if (ns->root_fd >= 0)
         close(ns->root_fd);
     free(ns->source);
+    free(ns->tree);
     free(ns);
 }
 
@@ -1118,7 +1602,7 @@ static int same_identity(const struct qfs_node *o, const struct qfs_node *n)
     case QFS_NODE_DIR:
         return o->dir == n->dir;
     case QFS_NODE_STATUS:
-        return 1;
+        return o->report == n->report;
     case QFS_NODE_FILE:
         return o->src_dev == n->src_dev && o->src_ino == n->src_ino &&
                o->st.st_size == n->st.st_size &&

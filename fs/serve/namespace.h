@@ -28,6 +28,26 @@
  * empty, with one log line, and recorded in skips (a model directory's model stays
  * described; its files are then reachable only by the status file's counters).
  *
+ * Hugging Face hub cache (what `hf download` and from_pretrained write):
+ *   models--ORG--NAME/blobs/<sha256 | git sha1>       the files' contents
+ *   models--ORG--NAME/snapshots/<REV>/<file>          symlinks to ../../blobs/<hash>
+ *   models--ORG--NAME/refs/main                       the commit REV of branch main
+ * A models--* directory of SOURCE (SOURCE a hub directory, or any directory of entries
+ * holding such repositories), or SOURCE itself when it is one, is not listed as it is:
+ * it shows as the model directories ORG--NAME (the snapshot refs/main names) and
+ * ORG--NAME@REV (every snapshot), whose model is named ORG--NAME (file names, GGUF
+ * general.name).  SOURCE may also be one snapshot directory (.../snapshots/REV of a
+ * models--* directory): the mount root is then that model, named ORG--NAME.  Below a
+ * repository, the symlink rule above has the repository's directory in place of SOURCE:
+ * a link leaving its models--* directory is not followed (one log line per build,
+ * however many views show the snapshot).  A repository with a blob being downloaded
+ * (blobs/ *.incomplete) shows no view, and a snapshot with a dangling symlink or a shard
+ * that its model.safetensors.index.json names but that is missing shows none either:
+ * each is logged once and recorded in skips.  Views of one snapshot share one model
+ * description.  The repository's directory, refs/, snapshots/ (and every snapshot), and
+ * blobs/ (names only) are in the namespace's watch list, so that rescan.c sees a new
+ * download, a moved refs/main, a finished blob.
+ *
  * A namespace is immutable once built; a change of the source is a new generation
  * (qfs_ns_rebuild, swapped in by rescan.c).  No FUSE here: a test builds a namespace
  * directly. */
@@ -48,7 +68,15 @@ enum qfs_node_kind {
                         a format's loadable directory (qfs_node.dir says which) */
     QFS_NODE_FILE,   /* passthrough regular file: opened by relpath below root_fd */
     QFS_NODE_VFILE,  /* virtual file of a model */
-    QFS_NODE_STATUS, /* /.quantfs/status */
+    QFS_NODE_STATUS, /* a report of /.quantfs (qfs_node.report says which), rendered at
+                        open */
+};
+
+/* The reports of /.quantfs, in name order. */
+enum qfs_report {
+    QFS_REPORT_METRICS = 0, /* /.quantfs/metrics: Prometheus text format (metrics.h) */
+    QFS_REPORT_STATUS,      /* /.quantfs/status: JSON (status.h) */
+    QFS_N_REPORTS,
 };
 
 /* What a QFS_NODE_DIR lists. */
@@ -71,6 +99,10 @@ struct qfs_ns_desc {
     struct qfs_read_stats *stats; /* one per model->files[i]: the counters of that file */
     char *abs;                    /* real path of the model directory */
     char *imatrix;                /* the -o imatrix= file it was opened with, or NULL */
+    char *name;                   /* the model name it was opened with, or NULL (the
+                                     directory's name) */
+    char *label;                  /* what names it in metrics: the directory shown
+                                     ("llama"), ORG--NAME@REV for a hub revision */
     uint8_t fp[16];               /* fingerprint of the directory's files (name, type, size,
                                      mtime, inode) when it was described */
     _Atomic int refs;             /* namespaces holding it */
@@ -84,12 +116,13 @@ struct qfs_node {
     uint32_t first_child;   /* children: [first_child, first_child + n_children), sorted */
     uint32_t n_children;
     enum qfs_dir_kind dir;  /* QFS_NODE_DIR: what it lists */
-    char *relpath;          /* QFS_NODE_FILE, QFS_DIR_SOURCE: real path relative to the
-                               source root; NULL otherwise */
+    char *relpath;          /* QFS_NODE_FILE, QFS_DIR_SOURCE: real path relative to ns->tree
+                               (the source, or a hub snapshot's repository); NULL otherwise */
     struct qfs_model *model;        /* QFS_NODE_VFILE, model directories, QFS_DIR_VIRT:
                                        owning model */
     int vdir;                       /* QFS_DIR_VIRT: index into model->dirs */
     const struct qfs_vfile *vf;     /* QFS_NODE_VFILE */
+    enum qfs_report report;         /* QFS_NODE_STATUS */
     struct qfs_read_stats *stats;   /* QFS_NODE_VFILE: counters, owned by the description */
     dev_t src_dev;                  /* QFS_NODE_FILE, QFS_DIR_SOURCE: the source file's or
                                        directory's identity */
@@ -100,7 +133,8 @@ struct qfs_node {
 struct qfs_ns_model {
     char *path;              /* path shown in the mount ("/" or "/name") */
     struct qfs_model *model;
-    struct qfs_ns_desc *desc; /* holds a reference */
+    struct qfs_ns_desc *desc; /* holds a reference; views of one hub snapshot share one */
+    uint32_t node;           /* the model directory's node */
     uint32_t first_vnode;    /* nodes [first_vnode, end_vnode) hold the virtual files listed
                                 in the model directory, among its other entries (check the
                                 kind); empty when none is listed */
@@ -112,9 +146,18 @@ struct qfs_ns_skip {
     char *reason;
 };
 
+/* A source directory a rescan depends on besides the namespace's directory nodes. */
+struct qfs_ns_watch {
+    char *relpath;   /* below tree */
+    int names_only;  /* only entries appearing, vanishing, renamed (blobs/: not the writes
+                        of a download) */
+};
+
 struct qfs_ns {
     char *source;      /* realpath of SOURCE */
-    int root_fd;       /* O_PATH|O_DIRECTORY fd of source: passthrough opens are relative */
+    char *tree;        /* realpath of the directory relpaths are relative to: source, or
+                          for a hub snapshot SOURCE its models--* directory */
+    int root_fd;       /* O_PATH|O_DIRECTORY fd of tree: passthrough opens are relative */
     struct qfs_node *nodes;
     uint32_t n_nodes;
     struct qfs_ns_model *models;
@@ -122,6 +165,9 @@ struct qfs_ns {
     struct qfs_ns_skip *skips;
     int n_skips;
     uint32_t status_node;
+    uint32_t report_node[QFS_N_REPORTS];
+    struct qfs_ns_watch *watch; /* see the top (hub repositories) */
+    int n_watch;
     uint64_t generation;  /* 0 at mount, +1 per rebuild */
     uint64_t next_ino;    /* the next inode number never used by this or an older generation */
     uint32_t *ino_tab;    /* open addressing: inode number -> node index + 1 (0: empty) */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../cache/cache.h"
 #include "../../codecs/source/model.h"
@@ -9,6 +10,21 @@
 #include "../../util/log.h"
 #include "prefetch.h"
 #include "rescan.h"
+
+static _Atomic uint64_t err_reads, err_source_changed;
+
+void qfs_read_get_errors(struct qfs_read_errors *e)
+{
+    e->reads = atomic_load_explicit(&err_reads, memory_order_relaxed);
+    e->source_changed = atomic_load_explicit(&err_source_changed, memory_order_relaxed);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 struct chunk_fill {
     const struct qfs_vfile *vf;
@@ -25,6 +41,7 @@ static int source_check(struct qfs_model *m, const struct qfs_vtensor *t)
     (void)t;
     if (!m || qfs_model_check_sources(m) == 0)
         return 0;
+    atomic_fetch_add_explicit(&err_source_changed, 1, memory_order_relaxed);
     qfs_live_poke();
     return -EIO;
 }
@@ -34,6 +51,7 @@ static int source_vanished(struct qfs_model *m)
 {
     if (m)
         qfs_model_mark_stale(m);
+    atomic_fetch_add_explicit(&err_source_changed, 1, memory_order_relaxed);
     qfs_live_poke();
     return -EIO;
 }
@@ -72,6 +90,7 @@ static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
     int rc = source_check(m, f->t);
     if (rc < 0)
         return rc;
+    const uint64_t t0 = f->stats ? mono_ns() : 0;
     qfs_guard_begin();
     rc = qfs_vtensor_produce(f->t, f->chunk, dst);
     if (qfs_guard_end())
@@ -79,8 +98,10 @@ static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
     /* The rows read are the described ones only if the file is still that file. */
     if (rc == 0)
         rc = source_check(m, f->t);
-    if (rc == 0 && f->stats)
+    if (rc == 0 && f->stats) {
+        atomic_fetch_add_explicit(&f->stats->quantize_ns, mono_ns() - t0, memory_order_relaxed);
         atomic_fetch_add_explicit(&f->stats->chunks_quantized, 1, memory_order_relaxed);
+    }
     return rc;
 }
 
@@ -180,19 +201,25 @@ ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *v
             continue;
         }
         uint64_t rel = pos - t->offset, cstart;
-        if (t->rows_per_chunk <= 0 || t->row_bytes == 0)
+        if (t->rows_per_chunk <= 0 || t->row_bytes == 0) {
+            atomic_fetch_add_explicit(&err_reads, 1, memory_order_relaxed);
             return -EIO;
+        }
         int64_t chunk = qfs_vtensor_chunk_at(t, rel, &cstart);
         uint64_t skip = rel - cstart;
         uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
-        if (skip >= clen)
+        if (skip >= clen) {
+            atomic_fetch_add_explicit(&err_reads, 1, memory_order_relaxed);
             return -EIO; /* inconsistent layout: never loop forever */
+        }
         uint64_t n = clen - skip;
         if (n > end - pos)
             n = end - pos;
         int rc = copy_chunk(ctx, vf, t, chunk, skip, n, dst);
-        if (rc < 0)
+        if (rc < 0) {
+            atomic_fetch_add_explicit(&err_reads, 1, memory_order_relaxed);
             return rc;
+        }
         pos += n;
     }
     uint64_t got = end - off;

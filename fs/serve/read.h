@@ -31,6 +31,8 @@ struct qfs_read_stats {
                                           0, 1, 3); prefetch jobs count none */
     _Atomic uint64_t bytes_served;
     _Atomic uint64_t reads;
+    _Atomic uint64_t quantize_ns;      /* time spent producing those chunks (monotonic
+                                          clock, around qfs_vtensor_produce) */
     /* The description the file belongs to (set once, before any reader): each chunk key
      * and each produced chunk is checked against its source files' identity
      * (qfs_model_check_source); a mismatch is EIO and a rescan.  NULL: not checked. */
@@ -54,6 +56,13 @@ ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *v
 int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stats,
                             const struct qfs_vfile *vf, const struct qfs_vtensor *t,
                             int64_t chunk);
+
+/* Failures of the read path since start, by kind (relaxed counters, never reset). */
+struct qfs_read_errors {
+    uint64_t reads;          /* qfs_read_vfile calls that failed */
+    uint64_t source_changed; /* a source file found changed under its description */
+};
+void qfs_read_get_errors(struct qfs_read_errors *e);
 
 /* Total row chunks of vf (for the status file).  Cannot fail. */
 uint64_t qfs_vfile_chunks_total(const struct qfs_vfile *vf);

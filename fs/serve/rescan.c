@@ -23,6 +23,11 @@
 #define WATCH_MASK                                                                        \
     (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_MODIFY |  \
      IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+/* A directory whose files are written in place for long (a hub repository's blobs/ while
+ * a download runs): only names appearing, vanishing or renamed. */
+#define WATCH_NAMES_MASK                                                                  \
+    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | \
+     IN_ONLYDIR)
 
 struct qfs_live {
     /* lock protects cur, the list of generations (gens, newest first through ->older;
@@ -223,8 +228,8 @@ static int int_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Watch every directory of ns; drop the watches of directories it no longer has.
- * scan_lock held. */
+/* Watch every directory of ns (its source directory nodes, then its watch list); drop
+ * the watches of directories it no longer has.  scan_lock held. */
 static void update_watches(struct qfs_live *l, const struct qfs_ns *ns)
 {
     if (l->ifd < 0)
@@ -233,10 +238,20 @@ static void update_watches(struct qfs_live *l, const struct qfs_ns *ns)
     if (!w)
         return;
     int warned = 0;
-    for (uint32_t i = 0; i < ns->n_nodes; i++) {
-        const struct qfs_node *d = &ns->nodes[i];
-        if (d->kind != QFS_NODE_DIR || d->dir != QFS_DIR_SOURCE)
-            continue; /* /.quantfs and loadable directories have no source directory to watch */
+    for (uint64_t i = 0; i < (uint64_t)ns->n_nodes + (uint64_t)ns->n_watch; i++) {
+        const char *rel;
+        uint32_t mask = WATCH_MASK;
+        if (i < ns->n_nodes) {
+            const struct qfs_node *d = &ns->nodes[i];
+            if (d->kind != QFS_NODE_DIR || d->dir != QFS_DIR_SOURCE)
+                continue; /* /.quantfs and loadable directories have no source directory */
+            rel = d->relpath;
+        } else {
+            const struct qfs_ns_watch *x = &ns->watch[i - ns->n_nodes];
+            rel = x->relpath;
+            if (x->names_only)
+                mask = WATCH_NAMES_MASK;
+        }
         if (n == MAX_WATCHES) {
             if (!warned++)
                 qfs_warn("%s: more than %d directories: the others are rescanned "
@@ -244,9 +259,9 @@ static void update_watches(struct qfs_live *l, const struct qfs_ns *ns)
             break;
         }
         char *path = NULL;
-        if (asprintf(&path, "%s%s%s", ns->source, *d->relpath ? "/" : "", d->relpath) < 0)
+        if (asprintf(&path, "%s%s%s", ns->tree, *rel ? "/" : "", rel) < 0)
             break;
-        int wd = inotify_add_watch(l->ifd, path, WATCH_MASK);
+        int wd = inotify_add_watch(l->ifd, path, mask);
         if (wd >= 0)
             w[n++] = wd;
         else if (errno == ENOSPC && !warned++)

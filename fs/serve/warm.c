@@ -117,7 +117,10 @@ static struct plan *plan_make(struct qfs_prewarm *p)
         int n = 0;
         for (int i = 0; i < ns->n_models; i++) {
             struct qfs_ns_desc *d = ns->models[i].desc;
-            if (!d || atomic_load(&d->prewarmed))
+            bool seen = false; /* views of one hub snapshot share their description */
+            for (int k = 0; k < i && !seen; k++)
+                seen = ns->models[k].desc == d;
+            if (!d || seen || atomic_load(&d->prewarmed))
                 continue;
             for (int j = 0; j < d->model->n_files; j++) {
                 if (!wanted(p, d->model, j))

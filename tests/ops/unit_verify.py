@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """systemd-analyze verify on quantfs@.service (as the instance quantfs@mnt-models,
-the unit configured for this build) and on the example mount unit.  Exit 77 where
+the unit configured for this build), on the example mount unit and on the metrics
+publishing service and timer examples.  Exit 77 where
 systemd-analyze is missing."""
 import os
 import shutil
@@ -20,7 +21,12 @@ def main():
     shutil.copy(u.UNIT, inst)
     mnt = os.path.join(t, "mnt-models.mount")
     shutil.copy(os.path.join(q.SRC, "systemd", "mnt-models.mount.example"), mnt)
-    for f in (inst, mnt):
+    metrics = []
+    for kind in ("service", "timer"):
+        metrics.append(os.path.join(t, f"quantfs-metrics@mnt-models.{kind}"))
+        shutil.copy(os.path.join(q.SRC, "systemd", f"quantfs-metrics@.{kind}.example"),
+                    metrics[-1])
+    for f in (inst, mnt, *metrics):
         r = subprocess.run(["systemd-analyze", "verify", "--man=no", f], capture_output=True,
                            text=True, cwd=t)
         out = (r.stdout + r.stderr).strip()
