@@ -322,7 +322,8 @@ static void read_file(fuse_req_t req, size_t size, off_t off, struct fuse_file_i
     fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
-static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, off_t off)
+static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, off_t off,
+                       const struct fuse_file_info *fi)
 {
     const struct qfs_vfile *vf = n->vf;
     if (off < 0 || (uint64_t)off >= vf->size || size == 0) {
@@ -336,8 +337,11 @@ static void read_vfile(fuse_req_t req, const struct qfs_node *n, size_t size, of
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    /* fi->flags: the reader's open flags (FUSE passes them with every read, readahead
+     * and page faults included) */
     struct qfs_read_ctx ctx = {.cache = ll_of(req)->cache, .stats = n->stats,
-                               .prefetch = ll_of(req)->prefetch};
+                               .prefetch = ll_of(req)->prefetch,
+                               .stream = !(fi->flags & O_DIRECT)};
     ssize_t got = qfs_read_vfile(&ctx, vf, (uint64_t)off, size, buf);
     if (got < 0)
         fuse_reply_err(req, (int)-got);
@@ -378,7 +382,7 @@ static void qfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         read_file(req, size, off, fi);
         return;
     case QFS_NODE_VFILE:
-        read_vfile(req, n, size, off);
+        read_vfile(req, n, size, off, fi);
         return;
     case QFS_NODE_STATUS:
         read_status(req, size, off, fi);

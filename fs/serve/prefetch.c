@@ -172,17 +172,22 @@ void qfs_prefetch_stop(struct qfs_prefetch *p)
 }
 
 void qfs_prefetch_after(struct qfs_prefetch *p, const struct qfs_vfile *vf,
-                        const struct qfs_vtensor *t, int64_t chunk,
+                        const struct qfs_vtensor *t, int64_t chunk, bool across,
                         struct qfs_read_stats *stats)
 {
-    if (!p || chunk < 0 || chunk + 1 >= t->n_chunks)
+    if (!p || chunk < 0)
         return;
-    int64_t last = chunk + (int64_t)p->window;
-    if (last >= t->n_chunks)
-        last = t->n_chunks - 1; /* never past this tensor */
+    const struct qfs_vtensor *end = vf->tensors + vf->n_tensors;
     bool wake = false;
     pthread_mutex_lock(&p->lock);
-    for (int64_t c = chunk + 1; c <= last && !p->stop; c++) {
+    int64_t c = chunk;
+    for (unsigned k = 0; k < p->window && !p->stop; k++) {
+        /* the next chunk: of this tensor, or (across) the first of the next one with any */
+        while (++c >= t->n_chunks) {
+            if (!across || ++t >= end)
+                goto out;
+            c = -1;
+        }
         struct recent *r = &p->recent[recent_slot(t, c)];
         if (r->t == t && r->chunk == c && p->seq - r->seq < RECENT_SPAN(p)) {
             p->st.skipped_recent++;
@@ -199,6 +204,7 @@ void qfs_prefetch_after(struct qfs_prefetch *p, const struct qfs_vfile *vf,
         *r = (struct recent){.t = t, .chunk = c, .seq = p->seq++};
         wake = true;
     }
+out:
     if (wake)
         pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);

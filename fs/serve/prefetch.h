@@ -2,8 +2,10 @@
  * reader is at, so a sequential reader (cat, llama.cpp's mmap loader faulting pages in
  * order) finds them quantized, or being quantized, instead of quantizing each itself.
  *
- *   qfs_prefetch_after(p, vf, t, c, stats) queues chunks c+1 .. c+window of tensor t,
- *   never past t's last chunk (reading one tensor never quantizes the next one's).
+ *   qfs_prefetch_after(p, vf, t, c, across, stats) queues the `window` chunks after
+ *   chunk c of tensor t: within t only, so that reading one tensor never quantizes the
+ *   next one's, unless `across` (a page-cache reader, whose kernel readahead reads on
+ *   past the tensor's end anyway), when they continue into the following tensors.
  *
  * A job is qfs_read_prefetch_chunk (read.c): the chunk's key, qfs_cache_get with the
  * same fill as a read, qfs_cache_put.  The cache's single flight makes a reader that
@@ -16,6 +18,7 @@
 #ifndef QFS_FS_PREFETCH_H
 #define QFS_FS_PREFETCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct qfs_cache;
@@ -36,10 +39,11 @@ int qfs_prefetch_start(struct qfs_cache *cache, unsigned threads, unsigned windo
 /* Discard queued jobs, wait for running ones, join the workers, free.  NULL: no-op. */
 void qfs_prefetch_stop(struct qfs_prefetch *p);
 
-/* Queue the chunks after `chunk` of t (in vf); stats (may be NULL) gets the jobs'
- * chunks_quantized.  Never blocks on a job.  p == NULL: no-op. */
+/* Queue the chunks after `chunk` of t (in vf; across: into the next tensors too); stats
+ * (may be NULL) gets the jobs' chunks_quantized.  Never blocks on a job.  p == NULL:
+ * no-op. */
 void qfs_prefetch_after(struct qfs_prefetch *p, const struct qfs_vfile *vf,
-                        const struct qfs_vtensor *t, int64_t chunk,
+                        const struct qfs_vtensor *t, int64_t chunk, bool across,
                         struct qfs_read_stats *stats);
 
 /* Wait until no job is queued or running (tests, statistics). */

@@ -32,6 +32,7 @@ struct chunk_fill {
     int64_t chunk;
     struct qfs_read_stats *stats;  /* may be NULL */
     struct qfs_prefetch *prefetch; /* a reader's fill: queue the next chunks; jobs: NULL */
+    bool stream;                   /* the reader's qfs_read_ctx.stream */
 };
 
 /* The source file of t still what model m was described from?  0, or -EIO (a rescan is
@@ -85,7 +86,7 @@ static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
     if (len != qfs_vtensor_chunk_bytes(f->t, f->chunk))
         return -EINVAL;
     /* A reader about to quantize: the pool starts on the following chunks meanwhile. */
-    qfs_prefetch_after(f->prefetch, f->vf, f->t, f->chunk, f->stats);
+    qfs_prefetch_after(f->prefetch, f->vf, f->t, f->chunk, f->stream, f->stats);
     struct qfs_model *m = f->stats ? f->stats->model : NULL;
     int rc = source_check(m, f->t);
     if (rc < 0)
@@ -148,7 +149,7 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     if (rc < 0)
         return rc; /* a stale source was logged once, by the model */
     struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = ctx->stats,
-                           .prefetch = ctx->prefetch};
+                           .prefetch = ctx->prefetch, .stream = ctx->stream};
     uint64_t clen = qfs_vtensor_chunk_bytes(t, chunk);
     const struct qfs_cache_entry *e = NULL;
     int outcome = -1;
@@ -171,7 +172,7 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     /* Outcome 2 (filled here) was counted, and prefetch queued, by fill_chunk.  Waiting
      * for a fill, or entering a cached chunk at its start, keeps the window moving. */
     if (outcome == 3 || (outcome != 2 && skip == 0))
-        qfs_prefetch_after(ctx->prefetch, vf, t, chunk, ctx->stats);
+        qfs_prefetch_after(ctx->prefetch, vf, t, chunk, ctx->stream, ctx->stats);
     if (ctx->stats && outcome != 2)
         atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
     return 0;

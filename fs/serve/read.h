@@ -13,6 +13,7 @@
 #define QFS_FS_READ_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,6 +44,8 @@ struct qfs_read_ctx {
     struct qfs_cache *cache;       /* never NULL */
     struct qfs_read_stats *stats;  /* may be NULL */
     struct qfs_prefetch *prefetch; /* may be NULL: no prefetch */
+    bool stream;                   /* a page-cache reader (not O_DIRECT): prefetch may run
+                                      on into the next tensors, as its readahead will */
 };
 
 /* Copy bytes [off, off+len) of vf into buf, clamped at EOF.  Returns the number of

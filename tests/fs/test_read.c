@@ -1,7 +1,9 @@
 /* The FUSE-free front: build a namespace over a generated model, then check that
  * qfs_read_vfile gives the same bytes at any offset and length as one full read, and
- * that with prefetch on, sequential and concurrent readers get the same bytes while
- * every chunk is quantized exactly once and never one past the tensors read. */
+ * that with prefetch on (within a tensor, or across tensors for page-cache readers),
+ * sequential and concurrent readers get the same bytes while
+ * every chunk is quantized exactly once, and a direct reader quantizes nothing past the
+ * tensors it read. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -158,7 +160,8 @@ static void check_prefetch_file(const struct qfs_node *n)
     if (qfs_cache_open(NULL, 256u << 20, &c1) < 0 || qfs_prefetch_start(c1, 2, 4, &pf) < 0 || !pf)
         abort();
     reset_stats(n->stats);
-    ctx = (struct qfs_read_ctx){.cache = c1, .stats = n->stats, .prefetch = pf};
+    /* a page-cache reader: prefetch runs on across tensors */
+    ctx = (struct qfs_read_ctx){.cache = c1, .stats = n->stats, .prefetch = pf, .stream = true};
     memset(got, 0xa5, size);
     CHECK(read_seq(&ctx, vf, 0, size, 128 * 1024, got) == 0 && !memcmp(ref, got, size),
           "%s: sequential read with prefetch differs", vf->name);
@@ -209,6 +212,25 @@ static void check_prefetch_file(const struct qfs_node *n)
               (unsigned long long)q, (unsigned long long)want);
         qfs_prefetch_stop(pf);
         qfs_cache_close(c1);
+        /* The same reads as a page-cache reader: the window runs on into the next
+         * tensors, at most 8 chunks past what was read. */
+        const struct qfs_vtensor *next = NULL;
+        for (int j = ti + 1; j < vf->n_tensors && !next; j++)
+            if (vf->tensors[j].n_chunks > 0)
+                next = &vf->tensors[j];
+        if (qfs_cache_open(NULL, 256u << 20, &c1) < 0 || qfs_prefetch_start(c1, 2, 8, &pf) < 0)
+            abort();
+        reset_stats(n->stats);
+        ctx = (struct qfs_read_ctx){.cache = c1, .stats = n->stats, .prefetch = pf, .stream = true};
+        CHECK(read_seq(&ctx, vf, 0, stop, 64 * 1024, got) == 0 && !memcmp(ref, got, stop),
+              "%s: streamed up to %s", vf->name, t->name);
+        qfs_prefetch_wait_idle(pf);
+        q = atomic_load(&n->stats->chunks_quantized);
+        CHECK(next ? q > want && q <= want + 8 : q == want,
+              "%s: streamed up to %s: quantized %llu, %llu read (prefetch across tensors)",
+              vf->name, t->name, (unsigned long long)q, (unsigned long long)want);
+        qfs_prefetch_stop(pf);
+        qfs_cache_close(c1);
     }
 
     /* 3. Four concurrent sequential readers (different steps), prefetch on. */
@@ -220,7 +242,7 @@ static void check_prefetch_file(const struct qfs_node *n)
     pthread_t th[NR];
     const size_t steps[NR] = {4096, 65536, 131072, 1 << 20};
     for (int i = 0; i < NR; i++) {
-        r[i] = (struct conc_reader){{c1, n->stats, pf}, vf, steps[i], malloc(size), -1};
+        r[i] = (struct conc_reader){{c1, n->stats, pf, i % 2 == 1}, vf, steps[i], malloc(size), -1};
         if (!r[i].buf)
             abort();
         pthread_create(&th[i], NULL, conc_main, &r[i]);
@@ -236,7 +258,8 @@ static void check_prefetch_file(const struct qfs_node *n)
     CHECK(q == distinct, "%s: concurrent: quantized %llu of %llu", vf->name,
           (unsigned long long)q, (unsigned long long)distinct);
     /* Stopping with work queued is clean: queued jobs are dropped. */
-    qfs_prefetch_after(pf, vf, &vf->tensors[0], 0, n->stats);
+    qfs_prefetch_after(pf, vf, &vf->tensors[0], 0, false, n->stats);
+    qfs_prefetch_after(pf, vf, &vf->tensors[vf->n_tensors - 1], 0, true, n->stats);
     qfs_prefetch_stop(pf);
     qfs_cache_close(c1);
     reset_stats(n->stats);
