@@ -60,13 +60,20 @@ def digests(mnt):
         if model in FIXTURES:  # references for every type llama-quantize accepts
             q.check(offered <= set(types), f"{model}: nothing offered that llama-quantize refuses "
                     f"(extra: {sorted(offered - set(types))})")
-        # besides the source files and the GGUF types: the AWQ file and directory, only
+        # besides the source files and the GGUF types: the other formats' files and
+        # directories only (AWQ's for every dense model; formats-mount checks which of the
+        # safetensors directories a model's shapes allow), each named <model>.<format...>
         listed = set(os.listdir(os.path.join(mnt, model)))
         awq = {f"{model}.awq.safetensors", f"{model}.awq"}
         extra = listed - set(os.listdir(os.path.join(q.SHARED, "models", model))) - \
             {f"{model}.{t}.gguf" for t in offered}
-        q.check(extra == awq, f"{model}: the other entries are the AWQ file and directory "
-                f"({sorted(extra)})")
+        fmts = {n: os.getxattr(os.path.join(mnt, model, n), "user.quantfs.format").decode()
+                for n in extra if n.startswith(model + ".")}
+        moe = "moe" in model
+        q.check(set(fmts) == extra and set(fmts.values()) <= {"awq", "fp8", "w4a16", "gptq", "mlx"}
+                and all(n.startswith(f"{model}.{f}") for n, f in fmts.items())
+                and (not extra if moe else awq <= extra),
+                f"{model}: the other entries are the other formats' ({sorted(extra)})")
         # a BF16 source: quantfs quantizes its exact values, as llama-quantize does from the
         # converter's BF16 file (from-bf16.*); the converter outputs are the plain ones
         from_bf16 = set(ref_types(model, "from-bf16."))
