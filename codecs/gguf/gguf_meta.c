@@ -614,7 +614,7 @@ int qfs_meta_phi3_pre(const struct qfs_model *m, struct qfs_kvs *kv, const char 
     CHECK(phi3_orig_ctx(m, &orig));
     const double scale = (double)m->cfg.max_position_embeddings / (double)orig;
     const char *rt = m->cfg.rope_scaling_type ? m->cfg.rope_scaling_type : "";
-    double attn;
+    double attn = 1.0;
     if (!strcasecmp(rt, "su") || !strcasecmp(rt, "longrope"))
         attn = scale > 1.0 ? sqrt(1 + log(scale) / log((double)orig)) : 1.0;
     else if (!strcasecmp(rt, "yarn"))
@@ -739,7 +739,11 @@ int qfs_gguf_base_metadata(struct qfs_model *m)
     for (const qfs_meta_fn *step = a->meta; *step; step++)
         CHECK((*step)(m, kv, arch));
     CHECK(qfs_kvs_set_u32(kv, "general.quantization_version", 2));
-    CHECK(qfs_tokenizer_to_gguf(m->dir, c, kv));
+    int64_t embd_rows = 0;
+    for (int i = 0; i < m->gt.n; i++)
+        if (!strcmp(m->gt.t[i].name, "token_embd.weight"))
+            embd_rows = m->gt.t[i].ne[1];
+    CHECK(qfs_tokenizer_to_gguf(m->dir, c, kv, embd_rows));
     m->kv = kv;
     kv = NULL;
 out:
