@@ -152,8 +152,8 @@ def legacy_imatrix(gguf_path):
 
 def main():
     out = sys.argv[1]
-    shared = sys.argv[2] if len(sys.argv) > 2 else os.environ.get(
-        "QFS_SHARED", os.path.join(HERE, "..", "..", "..", "shared"))
+    shared = ((sys.argv[2] if len(sys.argv) > 2 else "") or os.environ.get("QFS_SHARED") or
+              os.path.join(HERE, "..", "..", "..", "shared"))
     for t in TARGETS:
         os.makedirs(os.path.join(out, t), exist_ok=True)
         sd = os.path.join(HERE, "seeds", t)

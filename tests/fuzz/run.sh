@@ -27,7 +27,7 @@ if ! command -v clang >/dev/null; then
 fi
 [ -d "$build" ] || CC=clang meson setup "$build" -Dfuzz=true -Dcuda=disabled >/dev/null
 ninja -C "$build" >/dev/null
-python3 tests/fuzz/corpus.py "$out/seed" "${QFS_SHARED:-}" | tail -n +1 >/dev/null
+python3 tests/fuzz/corpus.py "$out/seed" "${QFS_SHARED:-}" >/dev/null
 declare -A max_len=([safetensors]=16384 [st_index]=4096 [hf_config]=4096 [tokenizer_json]=65536
                     [sentencepiece]=65536 [imatrix]=65536 [cache_entry]=4096 [manifest]=4096)
 run_one() {
