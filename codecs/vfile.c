@@ -31,6 +31,27 @@ void qfs_vfile_free(struct qfs_vfile *vf)
     free(vf);
 }
 
+void qfs_vfile_head_read(const struct qfs_vfile *vf, uint64_t pos, uint64_t n, uint8_t *dst)
+{
+    const uint64_t a = vf->head_shared ? vf->head_shared_at : vf->head_len;
+    const uint64_t b = vf->head_shared ? a + vf->head_shared_len : vf->head_len;
+    const uint64_t end = pos + n;
+    if (pos < a) { /* before the shared part */
+        const uint64_t k = (end < a ? end : a) - pos;
+        memcpy(dst, vf->head + pos, k);
+        dst += k;
+        pos += k;
+    }
+    if (pos < end && pos < b) { /* in it */
+        const uint64_t k = (end < b ? end : b) - pos;
+        memcpy(dst, vf->head_shared + (pos - a), k);
+        dst += k;
+        pos += k;
+    }
+    if (pos < end) /* after it: stored right after the part before */
+        memcpy(dst, vf->head + (pos - (b - a)), end - pos);
+}
+
 struct qfs_vfile *qfs_vfile_from_bytes(const char *name, const struct qfs_format *fmt, char *buf,
                                        size_t len)
 {

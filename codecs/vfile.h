@@ -98,8 +98,14 @@ struct qfs_vfile {
     bool listed;             /* shown in the model directory (else only in a loadable
                                 directory of the model) */
     uint64_t size;
-    uint8_t *head;           /* bytes [0, head_len): header, tensor infos, padding */
+    uint8_t *head;           /* bytes [0, head_len): header, tensor infos, padding; without
+                                the shared part below when there is one */
     uint64_t head_len;
+    const uint8_t *head_shared; /* or NULL: bytes [head_shared_at, + head_shared_len) of the
+                                   header, owned by the model and shared by its files (the
+                                   GGUF tokenizer metadata, the bulk of a header); head then
+                                   holds the bytes before and after it back to back */
+    uint64_t head_shared_at, head_shared_len;
     struct qfs_vtensor *tensors; /* sorted by offset; gaps between tensors are zeros */
     int n_tensors;
     uint32_t codec_version;  /* algorithm version, enters every chunk key */
@@ -112,6 +118,10 @@ struct qfs_vfile {
 uint32_t qfs_vfile_cache_tag(const struct qfs_vfile *vf);
 
 void qfs_vfile_free(struct qfs_vfile *vf);
+
+/* Copy header bytes [pos, pos + n) of vf (pos + n <= head_len) to dst, the shared part
+ * included.  Cannot fail. */
+void qfs_vfile_head_read(const struct qfs_vfile *vf, uint64_t pos, uint64_t n, uint8_t *dst);
 
 /* A header-only virtual file named name of the bytes buf[0, len) (taken over, also on
  * failure): a loadable directory's config.json.  NULL on ENOMEM. */

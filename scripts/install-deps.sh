@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install quantfs's build and test dependencies from Debian 12's packages (root or sudo).
 set -euo pipefail
+# clang and its runtime (libFuzzer, ASan, UBSan): the fuzz targets (tests/fuzz/run.sh).
 pkgs=(meson ninja-build pkg-config gcc libfuse3-dev fuse3 libssl-dev libxxhash-dev libjansson-dev
-      python3 nodejs npm systemd util-linux)
+      python3 nodejs npm systemd util-linux clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -45,7 +45,14 @@ int main(int argc, char **argv)
     }
     static const uint8_t zeros[64];
     uint64_t pos = 0;
-    rc = write_all(f, vf->head, vf->head_len);
+    uint8_t *head = malloc(vf->head_len ? vf->head_len : 1);
+    if (head) {
+        qfs_vfile_head_read(vf, 0, vf->head_len, head);
+        rc = write_all(f, head, vf->head_len);
+        free(head);
+    } else {
+        rc = -ENOMEM;
+    }
     pos = vf->head_len;
     for (int i = 0; i < vf->n_tensors && rc == 0; i++) {
         const struct qfs_vtensor *t = &vf->tensors[i];

@@ -24,75 +24,69 @@ static bool too_big(const char *s, size_t n)
     return memcmp(s + (s[0] == '-'), lim, 19) > 0;
 }
 
+/* One pass over buf: every too-big integer literal outside strings gets ".0" appended.
+ * o NULL: only count; else the result is written to o.  Returns the output length.  The
+ * same walk for counting and copying, so that the copy fits what was counted. */
+static size_t widen_pass(const char *buf, size_t len, char *o)
+{
+    size_t k = 0;
+    bool in_str = false;
+#define EMIT(ch) do { if (o) o[k] = (ch); k++; } while (0) /* ch: no side effects */
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_str) {
+            EMIT(c);
+            if (c == '\\' && i + 1 < len) {
+                i++;
+                EMIT(buf[i]);
+            } else if (c == '"') {
+                in_str = false;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = true;
+            EMIT(c);
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            size_t j = i + 1; /* end of the digits */
+            while (j < len && buf[j] >= '0' && buf[j] <= '9')
+                j++;
+            const bool real = j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E');
+            size_t e = j; /* end of the whole literal (fraction, exponent) */
+            while (e < len && ((buf[e] >= '0' && buf[e] <= '9') || buf[e] == '.' ||
+                               buf[e] == 'e' || buf[e] == 'E' || buf[e] == '+' || buf[e] == '-'))
+                e++;
+            for (size_t x = i; x < j; x++)
+                EMIT(buf[x]);
+            if (!real && too_big(buf + i, j - i)) {
+                EMIT('.');
+                EMIT('0');
+            }
+            for (size_t x = j; x < e; x++)
+                EMIT(buf[x]);
+            i = e - 1;
+        } else {
+            EMIT(c);
+        }
+    }
+#undef EMIT
+    return k;
+}
+
 /* Copy of buf with every too-big integer literal outside strings turned into a real
  * (".0" appended), or NULL when there is none (*changed false) or on ENOMEM. */
 static char *widen_big_ints(const char *buf, size_t len, size_t *out_len, bool *changed)
 {
     *changed = false;
-    size_t extra = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = buf[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-            continue;
-        }
-        if (c == '"') {
-            in_str = true;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = i + 1;
-            while (j < len && buf[j] >= '0' && buf[j] <= '9')
-                j++;
-            bool real = j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E');
-            if (!real && too_big(buf + i, j - i))
-                extra += 2;
-            while (j < len && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == '.' ||
-                               buf[j] == 'e' || buf[j] == 'E' || buf[j] == '+' || buf[j] == '-'))
-                j++;
-            i = j - 1;
-        }
-    }
-    if (!extra)
+    const size_t n = widen_pass(buf, len, NULL);
+    if (n == len)
         return NULL;
-    char *o = malloc(len + extra + 1);
+    char *o = malloc(n + 1);
     if (!o)
         return NULL;
-    size_t k = 0;
-    in_str = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = buf[i];
-        if (in_str) {
-            o[k++] = c;
-            if (c == '\\' && i + 1 < len)
-                o[k++] = buf[++i];
-            else if (c == '"')
-                in_str = false;
-            continue;
-        }
-        if (c == '"') {
-            in_str = true;
-            o[k++] = c;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            size_t j = i + 1;
-            while (j < len && buf[j] >= '0' && buf[j] <= '9')
-                j++;
-            bool real = j < len && (buf[j] == '.' || buf[j] == 'e' || buf[j] == 'E');
-            memcpy(o + k, buf + i, j - i);
-            k += j - i;
-            if (!real && too_big(buf + i, j - i)) {
-                o[k++] = '.';
-                o[k++] = '0';
-            }
-            i = j - 1;
-        } else {
-            o[k++] = c;
-        }
-    }
-    o[k] = 0;
-    *out_len = k;
+    widen_pass(buf, len, o);
+    o[n] = 0;
+    *out_len = n;
     *changed = true;
     return o;
 }

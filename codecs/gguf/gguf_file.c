@@ -73,7 +73,7 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         return -EINVAL;
 
     int rc = -ENOMEM;
-    struct qfs_kvs *kv = NULL;
+    struct qfs_kvs *kv = NULL, *tail = NULL;
     int *order = NULL;
     struct qfs_vfile *vf = calloc(1, sizeof *vf);
     if (!vf)
@@ -160,20 +160,26 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         }
     }
 
+    /* The metadata: the model's keys (kv, a copy of m->kv, edited), its tokenizer keys
+     * (m->tok_kv, shared), then this file's (tail): what one list with these edits would
+     * hold, a key set anew going to the end. */
+    rc = -ENOMEM;
     kv = qfs_kvs_dup(m->kv);
-    if (!kv)
+    tail = qfs_kvs_new();
+    if (!kv || !tail)
         goto fail;
     if (mix->converter) {
-        if ((rc = qfs_kvs_set_u32(kv, "general.file_type", mix->file_type)) < 0)
+        if ((rc = qfs_kvs_set_u32(qfs_kvs_has(kv, "general.file_type") ? kv : tail,
+                                  "general.file_type", mix->file_type)) < 0)
             goto fail;
     } else {
         /* llama-quantize re-sets these two, which moves them to the end */
         qfs_kvs_remove(kv, "general.quantization_version");
         qfs_kvs_remove(kv, "general.file_type");
-        if ((rc = qfs_kvs_set_u32(kv, "general.quantization_version", 2)) < 0 ||
-            (rc = qfs_kvs_set_u32(kv, "general.file_type", mix->file_type)) < 0)
+        if ((rc = qfs_kvs_set_u32(tail, "general.quantization_version", 2)) < 0 ||
+            (rc = qfs_kvs_set_u32(tail, "general.file_type", mix->file_type)) < 0)
             goto fail;
-        if (m->imatrix && (rc = imatrix_metadata(kv, m->imatrix)) < 0)
+        if (m->imatrix && (rc = imatrix_metadata(tail, m->imatrix)) < 0)
             goto fail;
     }
 
@@ -194,19 +200,26 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         qfs_vtensor_set_chunks(t, (int64_t)(CHUNK_TARGET / t->row_bytes));
         info_bytes += 8 + strlen(t->name) + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
     }
-    const size_t kv_bytes = qfs_kvs_serialize(kv, NULL);
-    const uint64_t head_used = 4 + 4 + 8 + 8 + kv_bytes + info_bytes;
+    const size_t kv_bytes = qfs_kvs_serialize(kv, NULL), tail_bytes = qfs_kvs_serialize(tail, NULL);
+    const uint64_t head_used = 4 + 4 + 8 + 8 + kv_bytes + m->tok_kv_len + tail_bytes + info_bytes;
     vf->head_len = align_up(head_used);
     vf->size = vf->head_len + data;
-    vf->head = calloc(1, vf->head_len);
-    if (!vf->head)
+    vf->head_shared = m->tok_kv;
+    vf->head_shared_at = 4 + 4 + 8 + 8 + kv_bytes;
+    vf->head_shared_len = m->tok_kv_len;
+    vf->head = calloc(1, vf->head_len - m->tok_kv_len);
+    if (!vf->head) {
+        rc = -ENOMEM;
         goto fail;
+    }
     uint8_t *p = vf->head;
     put(&p, "GGUF", 4);
     put_u32(&p, 3);
     put_u64(&p, (uint64_t)vf->n_tensors);
-    put_u64(&p, qfs_kvs_count(kv));
+    put_u64(&p, qfs_kvs_count(kv) + m->tok_kv_count + qfs_kvs_count(tail));
     p += qfs_kvs_serialize(kv, p);
+    /* (the shared tokenizer keys come here) */
+    p += qfs_kvs_serialize(tail, p);
     for (int i = 0; i < vf->n_tensors; i++) {
         struct qfs_vtensor *t = &vf->tensors[i];
         put_u64(&p, strlen(t->name));
@@ -219,11 +232,13 @@ int qfs_gguf_build(const struct qfs_model *m, const char *type_name, struct qfs_
         t->offset += vf->head_len;
     }
     qfs_kvs_free(kv);
+    qfs_kvs_free(tail);
     free(order);
     *out = vf;
     return 0;
 fail:
     qfs_kvs_free(kv);
+    qfs_kvs_free(tail);
     free(order);
     qfs_vfile_free(vf);
     return rc;

@@ -3,6 +3,7 @@
  * in the converter's key order. */
 #include <ctype.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <math.h>
 #include <inttypes.h>
 #include <errno.h>
@@ -614,7 +615,7 @@ int qfs_meta_phi3_pre(const struct qfs_model *m, struct qfs_kvs *kv, const char 
     CHECK(phi3_orig_ctx(m, &orig));
     const double scale = (double)m->cfg.max_position_embeddings / (double)orig;
     const char *rt = m->cfg.rope_scaling_type ? m->cfg.rope_scaling_type : "";
-    double attn;
+    double attn = 1.0;
     if (!strcasecmp(rt, "su") || !strcasecmp(rt, "longrope"))
         attn = scale > 1.0 ? sqrt(1 + log(scale) / log((double)orig)) : 1.0;
     else if (!strcasecmp(rt, "yarn"))
@@ -704,7 +705,7 @@ int qfs_gguf_base_metadata(struct qfs_model *m)
     char *basename = NULL, *version = NULL, *finetune = NULL, *size = NULL, *title = NULL;
     char lbl[96];
     int rc = 0;
-    struct qfs_kvs *kv = qfs_kvs_new();
+    struct qfs_kvs *kv = qfs_kvs_new(), *tok = NULL;
     if (!kv)
         return -ENOMEM;
     int64_t total, shared_exp, n_exp;
@@ -739,10 +740,27 @@ int qfs_gguf_base_metadata(struct qfs_model *m)
     for (const qfs_meta_fn *step = a->meta; *step; step++)
         CHECK((*step)(m, kv, arch));
     CHECK(qfs_kvs_set_u32(kv, "general.quantization_version", 2));
-    CHECK(qfs_tokenizer_to_gguf(m->dir, c, kv));
+    /* The tokenizer keys in their own list, serialized once: every GGUF file's header holds
+     * them between the keys above and its own (gguf_file.c), and points at this copy. */
+    int64_t embd_rows = 0;
+    for (int i = 0; i < m->gt.n; i++)
+        if (!strcmp(m->gt.t[i].name, "token_embd.weight"))
+            embd_rows = m->gt.t[i].ne[1];
+    if (!(tok = qfs_kvs_new()))
+        CHECK(-ENOMEM);
+    CHECK(qfs_tokenizer_to_gguf(m->dir, c, tok, embd_rows));
+    m->tok_kv_len = qfs_kvs_serialize(tok, NULL);
+    m->tok_kv_count = qfs_kvs_count(tok);
+    if (!(m->tok_kv = malloc(m->tok_kv_len ? m->tok_kv_len : 1)))
+        CHECK(-ENOMEM);
+    qfs_kvs_serialize(tok, m->tok_kv);
     m->kv = kv;
     kv = NULL;
 out:
+    qfs_kvs_free(tok);
+    /* tokenizer.json's tree and the token lists were freed: give that memory back (a big
+     * tokenizer leaves hundreds of MiB of free heap, in pieces glibc does not trim) */
+    malloc_trim(0);
     qfs_kvs_free(kv);
     free(basename);
     free(version);

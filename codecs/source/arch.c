@@ -549,7 +549,10 @@ static int convert_tensors(const struct qfs_model *m, struct qfs_arch_tensors *o
                 max_layer, m->cfg.n_layers);
         return -EINVAL;
     }
-    struct pending *pend = calloc((size_t)m->cfg.n_layers, sizeof *pend);
+    /* one entry per layer the tensors have (check_config refuses a num_hidden_layers above
+     * them: a table of that size could be 10^9 entries) */
+    const long n_pend = max_layer + 1;
+    struct pending *pend = calloc((size_t)n_pend + 1, sizeof *pend);
     if (!pend)
         return -ENOMEM;
     for (int i = 0; i < stm->n_tensors && rc == 0; i++) {
@@ -633,7 +636,7 @@ static int convert_tensors(const struct qfs_model *m, struct qfs_arch_tensors *o
         if (++p->seen == nr * n_exp)
             rc = emit_stacked(m, out, p, layer, n_exp);
     }
-    for (long b = 0; b < m->cfg.n_layers; b++) {
+    for (long b = 0; b < n_pend; b++) {
         if (rc == 0 && pend[b].idx) {
             report_missing(m, &pend[b], b, n_exp);
             rc = -EINVAL;
@@ -676,6 +679,17 @@ static int check_config(const struct qfs_model *m, const struct qfs_arch_tensors
     const bool vocab_key = !strcmp(c->arch->gguf, "llama");
     if (vocab_key && e->ne[1] != c->vocab_size)
         return disagree(m, "vocab_size", c->vocab_size, e, e->ne[1]);
+    /* layers the tensors have: num_hidden_layers above that is refused before a table of
+     * its size is made (a config of 10^9 layers over 4) */
+    int max_layer = -1;
+    for (int i = 0; i < ts->n; i++)
+        if (ts->t[i].layer > max_layer)
+            max_layer = ts->t[i].layer;
+    if (c->n_layers > (int64_t)max_layer + 1) {
+        qfs_err("%s: num_hidden_layers is %" PRId64 " but layer %d has no tensors: not served",
+                c->file, c->n_layers, max_layer + 1);
+        return -EINVAL;
+    }
     bool *seen = calloc((size_t)c->n_layers, sizeof *seen);
     if (!seen)
         return -ENOMEM;
@@ -792,6 +806,8 @@ int qfs_arch_convert(const struct qfs_model *m, struct qfs_arch_tensors *out)
     }
     if ((rc = convert_tensors(m, out)) < 0)
         goto fail;
+    /* Problems of one tensor are found here, once per model (one line), not by each output
+     * type that would store it (a line per GGUF type). */
     for (int i = 0; i < out->n; i++) {
         struct qfs_mtensor *t = &out->t[i];
         t->f32 = forced_f32(t);
@@ -799,6 +815,20 @@ int qfs_arch_convert(const struct qfs_model *m, struct qfs_arch_tensors *out)
             qfs_err("%s: tensor %s has %d dimensions", m->dir, t->name, t->n_dims);
             rc = -EINVAL;
             goto fail;
+        }
+        for (int d = 0; d < t->n_dims; d++) {
+            if (t->ne[d] <= 0) {
+                const struct qfs_st_tensor *st = t->src.t[0];
+                char shape[128];
+                size_t o = 0;
+                for (int k = 0; k < st->n_dims && o < sizeof shape; k++)
+                    o += (size_t)snprintf(shape + o, sizeof shape - o, "%s%" PRId64, k ? ", " : "",
+                                          st->shape[k]);
+                qfs_err("%s: tensor %s [%s] (%s) has an empty dimension: not served", m->dir,
+                        st->name, shape, t->name);
+                rc = -EINVAL;
+                goto fail;
+            }
         }
     }
     if ((rc = check_config(m, out)) < 0)

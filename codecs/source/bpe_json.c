@@ -154,7 +154,17 @@ static void idmap_free(struct idmap *m)
     memset(m, 0, sizeof *m);
 }
 
-static int idmap_build(json_t *root, const char *path, struct idmap *m)
+int64_t qfs_bpe_json_entries(json_t *root)
+{
+    json_t *vocab = json_object_get(json_object_get(root, "model"), "vocab");
+    json_t *added = json_object_get(root, "added_tokens");
+    return json_is_object(vocab) ? (int64_t)json_object_size(vocab) +
+                                       (json_is_array(added) ? (int64_t)json_array_size(added) : 0)
+                                 : 0;
+}
+
+/* bound: every id must be below it (the tables are bound entries long at most). */
+static int idmap_build(json_t *root, const char *path, int64_t bound, struct idmap *m)
 {
     memset(m, 0, sizeof *m);
     json_t *vocab = json_object_get(json_object_get(root, "model"), "vocab");
@@ -177,6 +187,11 @@ static int idmap_build(json_t *root, const char *path, struct idmap *m)
             qfs_err("%s: model.vocab[\"%s\"] is not a valid token id", path, key);
             return -EINVAL;
         }
+        if (id >= bound) {
+            qfs_err("%s: model.vocab[\"%s\"]: token id %" PRId64 " is not below %" PRId64
+                    ", the vocabulary size", path, key, id, bound);
+            return -EINVAL;
+        }
         if (id > maxid)
             maxid = id;
     }
@@ -184,6 +199,11 @@ static int idmap_build(json_t *root, const char *path, struct idmap *m)
         if (!json_is_object(val) || !json_is_string(json_object_get(val, "content")) ||
             !json_int_value(json_object_get(val, "id"), &id) || id < 0 || id >= INT32_MAX) {
             qfs_err("%s: added_tokens[%zu] has no valid id and content", path, i);
+            return -EINVAL;
+        }
+        if (id >= bound) {
+            qfs_err("%s: added_tokens[%zu]: token id %" PRId64 " is not below %" PRId64
+                    ", the vocabulary size", path, i, id, bound);
             return -EINVAL;
         }
         if (id > maxid)
@@ -220,8 +240,8 @@ nomem:
 int qfs_bpe_json_vocab_gpt2(json_t *root, const char *path, int64_t vocab_size, struct qfs_vocab *out)
 {
     struct idmap m;
-    int rc = idmap_build(root, path, &m);
     memset(out, 0, sizeof *out);
+    int rc = idmap_build(root, path, vocab_size > 0 ? vocab_size : qfs_bpe_json_entries(root), &m);
     if (rc)
         return rc;
     if (vocab_size <= 0)
@@ -296,7 +316,7 @@ static bool is_byte_token(const char *t)
 }
 
 int qfs_bpe_json_vocab_llama_hf(json_t *root, const char *path, json_t *tok_config,
-                                json_t *special_map, struct qfs_vocab *out)
+                                json_t *special_map, int64_t embd_rows, struct qfs_vocab *out)
 {
     static const char *const named[] = { "bos_token", "eos_token", "unk_token", "sep_token",
                                          "pad_token", "cls_token", "mask_token" };
@@ -305,9 +325,10 @@ int qfs_bpe_json_vocab_llama_hf(json_t *root, const char *path, json_t *tok_conf
     struct idmap m;
     int64_t *special = NULL;
     size_t n_special = 0, cap = 0, n_added = 0;
-    int rc = idmap_build(root, path, &m);
+    const int64_t entries = qfs_bpe_json_entries(root);
 
     memset(out, 0, sizeof *out);
+    int rc = idmap_build(root, path, embd_rows > entries ? embd_rows : entries, &m);
     if (rc)
         return rc;
     /* all_special_ids: the named special tokens and additional_special_tokens */

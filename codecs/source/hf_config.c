@@ -223,22 +223,20 @@ int qfs_hf_config_load(const char *dir, struct qfs_hf_config *cfg)
         (rc = get_int(file, root, "max_position_embeddings", true, 0,
                       &c.max_position_embeddings)))
         goto fail;
-    if (c.hidden_size <= 0 || c.intermediate_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 ||
-        c.vocab_size <= 0 || c.max_position_embeddings <= 0) {
-        qfs_err("%s: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
-                "vocab_size and max_position_embeddings must be positive",
-                file);
-        rc = -EINVAL;
-        goto fail;
-    }
-    /* GGUF stores these as uint32; the tensors bound them further (arch.c checks). */
-    if (c.hidden_size > UINT32_MAX || c.intermediate_size > UINT32_MAX ||
-        c.n_layers > UINT32_MAX || c.n_heads > UINT32_MAX || c.vocab_size > UINT32_MAX ||
-        c.max_position_embeddings > UINT32_MAX) {
-        qfs_err("%s: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
-                "vocab_size and max_position_embeddings must be below 2^32", file);
-        rc = -EINVAL;
-        goto fail;
+    /* Positive, and below 2^32 (GGUF stores them as uint32; the tensors bound them further:
+     * arch.c check_config).  The line names the key. */
+    const struct { const char *key; int64_t v; } dims[] = {
+        {"hidden_size", c.hidden_size}, {"intermediate_size", c.intermediate_size},
+        {"num_hidden_layers", c.n_layers}, {"num_attention_heads", c.n_heads},
+        {"vocab_size", c.vocab_size}, {"max_position_embeddings", c.max_position_embeddings},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        if (dims[i].v <= 0 || dims[i].v > UINT32_MAX) {
+            qfs_err("%s: %s %lld must be positive and below 2^32", file, dims[i].key,
+                    (long long)dims[i].v);
+            rc = -EINVAL;
+            goto fail;
+        }
     }
     if ((rc = get_int(file, root, "num_key_value_heads", false, c.n_heads, &c.n_kv_heads)))
         goto fail;

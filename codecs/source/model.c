@@ -37,6 +37,7 @@ void qfs_model_close(struct qfs_model *m)
     free(m->memos);
     qfs_arch_tensors_free(&m->gt);
     qfs_kvs_free(m->kv);
+    free(m->tok_kv); /* after the files, which point into it */
     qfs_st_close(m->st);
     qfs_hf_config_free(&m->cfg);
     qfs_imatrix_free(m->imatrix);

@@ -31,7 +31,12 @@ struct qfs_model {
     char *name;                /* basename of dir: prefix of the virtual file names */
     struct qfs_hf_config cfg;
     struct qfs_st_model *st;
-    struct qfs_kvs *kv;        /* converter metadata shared by every output type */
+    struct qfs_kvs *kv;        /* converter metadata shared by every output type: general.*
+                                  and <arch>.*, up to general.quantization_version */
+    uint8_t *tok_kv;           /* the tokenizer.* keys that follow them, serialized once (the
+                                  bulk of a GGUF header: tokens, merges) and shared by every
+                                  GGUF file (qfs_vfile.head_shared) */
+    size_t tok_kv_len, tok_kv_count; /* its bytes and keys */
     struct qfs_vfile **files;  /* every virtual file, in the formats' order: those listed in
                                   the model directory and those of its loadable directories */
     int n_files, cap_files;

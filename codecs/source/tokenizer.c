@@ -815,28 +815,50 @@ static int phi3_added_tokens(const char *dir, struct qfs_vocab *v)
     return rc;
 }
 
+/* config.json's vocab_size (the SentencePiece vocabulary is padded to it with [PAD<i>]
+ * tokens, the GPT-2 one fills its holes up to it) must be backed by the model: at most
+ * max(embd_rows, n_file), the token embedding's rows (embd_rows <= 0: unknown) or the
+ * tokens the tokenizer file `file` and its companions hold.  0 or -EINVAL (logged). */
+static int check_vocab_size(const char *dir, int64_t vocab, int64_t embd_rows, int64_t n_file,
+                            const char *file)
+{
+    if (vocab <= n_file || (embd_rows > 0 && vocab <= embd_rows))
+        return 0;
+    if (embd_rows > 0)
+        qfs_err("%s/config.json: vocab_size %" PRId64 " is more than the %" PRId64 " rows of "
+                "token_embd.weight and the %" PRId64 " tokens of %s", dir, vocab, embd_rows,
+                n_file, file);
+    else
+        qfs_err("%s/config.json: vocab_size %" PRId64 " is more than the %" PRId64
+                " tokens of %s", dir, vocab, n_file, file);
+    return -EINVAL;
+}
+
 /* _create_vocab_sentencepiece; phi3: Phi3MiniModel.set_vocab's own reading of the same
  * files (added_tokens_decoder: USER_DEFINED unless "special", no look-alike test, no space
  * normalisation; then tokenizer.json's added tokens the same way). */
-static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg_vocab, bool phi3,
-                               struct qfs_vocab *v)
+static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg_vocab,
+                               int64_t embd_rows, bool phi3, struct qfs_vocab *v)
 {
     struct qfs_sp_model sp;
     json_t *added = NULL, *tc = NULL;
     char pad[32];
+    memset(v, 0, sizeof *v);
     int rc = qfs_sp_load(sp_path, &sp);
     if (rc) {
         if (rc == -ENOENT)
             qfs_err("%s: no such file", sp_path);
         return rc;
     }
-    int64_t vs = cfg_vocab > 0 ? cfg_vocab : (int64_t)sp.n_pieces;
-    if (vs > INT32_MAX) {
-        qfs_err("%s: vocab_size %" PRId64 " is too large", dir, vs);
-        rc = -EINVAL;
+    if ((rc = load_opt_json(dir, "added_tokens.json", &added, true)) ||
+        (rc = load_opt_json(dir, "tokenizer_config.json", &tc, true)))
         goto out;
-    }
-    memset(v, 0, sizeof *v);
+    json_t *atd = json_object_get(tc, "added_tokens_decoder");
+    const int64_t n_file = (int64_t)sp.n_pieces + (int64_t)json_object_size(added) +
+                           (int64_t)json_object_size(atd);
+    int64_t vs = cfg_vocab > 0 ? cfg_vocab : (int64_t)sp.n_pieces;
+    if ((rc = check_vocab_size(dir, vs, embd_rows, n_file, "tokenizer.model")))
+        goto out;
     v->n = (size_t)vs;
     v->text = calloc(v->n, sizeof *v->text);
     v->scores = malloc(v->n * sizeof *v->scores);
@@ -866,9 +888,6 @@ static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg
         v->scores[i] = sp.pieces[i].score;
         v->types[i] = type;
     }
-    rc = load_opt_json(dir, "added_tokens.json", &added, true);
-    if (rc)
-        goto fail;
     const char *key;
     json_t *val;
     json_object_foreach(added, key, val) {
@@ -887,10 +906,6 @@ static int vocab_sentencepiece(const char *dir, const char *sp_path, int64_t cfg
         if ((rc = set_token(v, (size_t)id, key, -1000.0f, QFS_SP_USER_DEFINED)))
             goto fail;
     }
-    rc = load_opt_json(dir, "tokenizer_config.json", &tc, true);
-    if (rc)
-        goto fail;
-    json_t *atd = json_object_get(tc, "added_tokens_decoder");
     json_object_foreach(atd, key, val) {
         int64_t id;
         const char *content = json_string_value(json_object_get(val, "content"));
@@ -947,7 +962,8 @@ out:
     return rc;
 }
 
-int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, struct qfs_kvs *kv)
+int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, struct qfs_kvs *kv,
+                          int64_t embd_rows)
 {
     char *sp_path = path_join(dir, "tokenizer.model");
     char *tj_path = path_join(dir, "tokenizer.json");
@@ -1000,7 +1016,8 @@ int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, stru
     }
     if (is_file(sp_path) && path != QFS_VOCAB_GPT2 && !gpt2_class) {
         /* _set_vocab_sentencepiece (Phi-3: its own reader of the same files) */
-        rc = vocab_sentencepiece(dir, sp_path, cfg->vocab_size, path == QFS_VOCAB_PHI3, &v);
+        rc = vocab_sentencepiece(dir, sp_path, cfg->vocab_size, embd_rows, path == QFS_VOCAB_PHI3,
+                                 &v);
         if (!rc)
             rc = write_vocab(kv, "llama", "default", &v);
         if (!rc)
@@ -1017,7 +1034,7 @@ int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, stru
         if (!rc)
             rc = load_opt_json(dir, "special_tokens_map.json", &stm, true);
         if (!rc)
-            rc = qfs_bpe_json_vocab_llama_hf(tokenizer, tj_path, tc, stm, &v);
+            rc = qfs_bpe_json_vocab_llama_hf(tokenizer, tj_path, tc, stm, embd_rows, &v);
         json_decref(tc);
         json_decref(stm);
         if (!rc)
@@ -1031,7 +1048,10 @@ int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, stru
             qfs_warn("%s: pre-tokenizer not recognised, writing tokenizer.ggml.pre \"default\"", tj_path);
             pre = "default";
         }
-        rc = qfs_bpe_json_vocab_gpt2(tokenizer, tj_path, cfg->vocab_size, &v);
+        rc = check_vocab_size(dir, cfg->vocab_size, embd_rows, qfs_bpe_json_entries(tokenizer),
+                              "tokenizer.json");
+        if (!rc)
+            rc = qfs_bpe_json_vocab_gpt2(tokenizer, tj_path, cfg->vocab_size, &v);
         if (!rc)
             rc = write_vocab(kv, "gpt2", pre, &v);
         if (!rc)

@@ -10,8 +10,15 @@
 #include "hf_config.h"
 
 /* Add every tokenizer.ggml.* key for the model in dir to kv, in the converter's order.
- * 0 or negative errno; on error logs the file and reason:
- * -ENOENT no usable tokenizer file, -EINVAL malformed tokenizer file. */
-int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, struct qfs_kvs *kv);
+ * embd_rows: the rows of the model's token embedding (token_embd.weight ne[1]), or <= 0
+ * when unknown.  The vocabulary is never larger than what backs it: cfg->vocab_size (to
+ * which a SentencePiece vocabulary is padded) and every token id must stay below
+ * max(embd_rows, the tokens the files hold), checked before anything of that size is
+ * allocated.
+ * 0 or negative errno; on error logs one line naming the file and the key or id:
+ * -ENOENT no usable tokenizer file, -EINVAL malformed tokenizer file or a vocab_size / token
+ * id beyond that bound. */
+int qfs_tokenizer_to_gguf(const char *dir, const struct qfs_hf_config *cfg, struct qfs_kvs *kv,
+                          int64_t embd_rows);
 
 #endif

@@ -189,7 +189,7 @@ ssize_t qfs_read_vfile(const struct qfs_read_ctx *ctx, const struct qfs_vfile *v
         uint8_t *dst = buf + (pos - off);
         if (pos < vf->head_len) {
             uint64_t n = (end < vf->head_len ? end : vf->head_len) - pos;
-            memcpy(dst, vf->head + pos, n);
+            qfs_vfile_head_read(vf, pos, n, dst);
             pos += n;
             continue;
         }

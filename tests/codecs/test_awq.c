@@ -80,7 +80,7 @@ static void *xcalloc(size_t n, size_t size)
 static uint8_t *vfile_bytes(const struct qfs_vfile *vf)
 {
     uint8_t *b = xcalloc(1, vf->size + 1);
-    memcpy(b, vf->head, vf->head_len);
+    qfs_vfile_head_read(vf, 0, vf->head_len, b);
     for (int i = 0; i < vf->n_tensors; i++) {
         const struct qfs_vtensor *t = &vf->tensors[i];
         uint64_t off = t->offset;
@@ -1180,7 +1180,7 @@ static void check_determinism(const char *dir, const char *imx, int group)
     CHECK(vf2 && vf2->size == vf->size);
     uint8_t *b2 = xcalloc(1, vf->size);
     if (vf2 && vf2->size == vf->size) {
-        memcpy(b2, vf2->head, vf2->head_len);
+        qfs_vfile_head_read(vf2, 0, vf2->head_len, b2);
         pthread_t th[4];
         struct thr a[4];
         for (int i = 0; i < 4; i++) {

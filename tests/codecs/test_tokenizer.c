@@ -5,6 +5,7 @@
  * json.dumps(list, ensure_ascii=False); we rebuild that serialization from our own
  * serialized KV section and hash it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "codecs/source/bpe_json.h"
@@ -275,7 +278,7 @@ static size_t run_model(const char *dir, const struct qfs_arch *arch, int64_t vo
     struct qfs_hf_config cfg = { .arch = arch, .vocab_size = vocab };
     struct qfs_kvs *kv = qfs_kvs_new();
     *bufp = NULL;
-    *rc = qfs_tokenizer_to_gguf(dir, &cfg, kv);
+    *rc = qfs_tokenizer_to_gguf(dir, &cfg, kv, vocab); /* the fixtures' embedding rows */
     size_t n = 0;
     if (*rc == 0) {
         size_t len = qfs_kvs_serialize(kv, NULL);
@@ -415,7 +418,7 @@ static void expect_rc(const char *what, const struct qfs_arch *arch, int64_t voc
 {
     struct qfs_hf_config cfg = { .arch = arch, .vocab_size = vocab };
     struct qfs_kvs *kv = qfs_kvs_new();
-    int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv);
+    int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv, vocab);
     if (rc != want) FAIL("%s: got %d, want %d", what, rc, want);
     else printf("ok: %s -> %d\n", what, rc);
     qfs_kvs_free(kv);
@@ -483,7 +486,7 @@ static void check_malformed(void)
     put_file("tokenizer_config.json", tc, strlen(tc));
     struct qfs_hf_config cfg = { .arch = qfs_arch_find("Qwen2ForCausalLM"), .vocab_size = 7 };
     struct qfs_kvs *kv = qfs_kvs_new();
-    int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv);
+    int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv, 7);
     struct kvrec recs[32];
     size_t nr = 0;
     if (rc) FAIL("small bpe: rc %d", rc);
@@ -525,6 +528,120 @@ static void check_malformed(void)
     rmdir(tmpdir);
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QFS_CLANG_ASAN 1
+#endif
+#endif
+
+/* ---- bounds: sizes and ids the files do not back ------------------------------------- */
+
+/* Run the converter on tmpdir with stderr captured: its return code, and whether one
+ * captured line holds both w1 and w2. */
+static int run_captured(const struct qfs_arch *arch, int64_t vocab, int64_t rows, const char *w1,
+                        const char *w2, bool *named)
+{
+    char logp[4200];
+    snprintf(logp, sizeof logp, "%s/stderr.log", tmpdir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (saved < 0 || fd < 0 || dup2(fd, 2) < 0) { perror("capture"); exit(1); }
+    close(fd);
+    struct qfs_hf_config cfg = { .arch = arch, .vocab_size = vocab };
+    struct qfs_kvs *kv = qfs_kvs_new();
+    int rc = qfs_tokenizer_to_gguf(tmpdir, &cfg, kv, rows);
+    qfs_kvs_free(kv);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fopen(logp, "r");
+    char line[4096];
+    *named = false;
+    while (f && fgets(line, sizeof line, f)) {
+        fputs(line, stderr);
+        if (strstr(line, w1) && strstr(line, w2))
+            *named = true;
+    }
+    if (f) fclose(f);
+    unlink(logp);
+    return rc;
+}
+
+static void expect_refused(const char *what, const struct qfs_arch *arch, int64_t vocab,
+                           int64_t rows, const char *w1, const char *w2)
+{
+    bool named;
+    int rc = run_captured(arch, vocab, rows, w1, w2, &named);
+    if (rc != -EINVAL || !named)
+        FAIL("%s: rc %d (want %d), a log line naming %s and %s: %s", what, rc, -EINVAL, w1, w2,
+             named ? "yes" : "no");
+    else
+        printf("ok: %s refused, the log line names %s and %s\n", what, w1, w2);
+}
+
+/* A config vocab_size or a token id far beyond what the files hold is refused before any
+ * table of that size is allocated.  Run in a child under a 4 GiB address-space limit
+ * (not under ASan, which reserves more), so that an allocation of that size fails
+ * instead of taking the machine's memory. */
+static void check_bounds(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) { perror("fork"); exit(1); }
+    if (pid > 0) {
+        int st;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            FAIL("bounds: the child failed (status %d)", st);
+        return;
+    }
+#if !defined(__SANITIZE_ADDRESS__) && !defined(QFS_CLANG_ASAN)
+    struct rlimit rl = { 4ull << 30, 4ull << 30 };
+    setrlimit(RLIMIT_AS, &rl);
+#endif
+    char p[4096];
+    size_t n;
+    strcpy(tmpdir, "/tmp/qfs-tok-XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); exit(1); }
+    snprintf(p, sizeof p, "%s/models/tinyllama-256/tokenizer.model", shared);
+    uint8_t *sp = slurp(p, &n);
+    if (!sp) { FAIL("cannot read %s", p); exit(1); }
+    put_file("tokenizer.model", sp, n);
+    free(sp);
+    /* SentencePiece: padded to vocab_size with [PAD<i>] tokens; 2e9 of them is refused */
+    expect_refused("tokenizer.model, vocab_size 2000000000", qfs_arch_find("Qwen3ForCausalLM"),
+                   2000000000, 0, "config.json", "vocab_size");
+    expect_refused("tokenizer.model, vocab_size 2000000000 over 4096 embedding rows",
+                   qfs_arch_find("Qwen3ForCausalLM"), 2000000000, 4096, "config.json",
+                   "token_embd.weight");
+    bool named;
+    int rc = run_captured(qfs_arch_find("Qwen3ForCausalLM"), 4100, 4100, "", "", &named);
+    if (rc) FAIL("tokenizer.model padded to 4100 embedding rows: rc %d", rc);
+    else printf("ok: tokenizer.model padded to the 4100 rows of the embedding\n");
+    rm_file("tokenizer.model");
+    /* byte-level BPE: an id of 2^31 - 2 and a vocab_size of 2e9 */
+    const char *tj = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []},"
+                     " \"added_tokens\": [{\"id\": 2147483646, \"content\": \"<x>\", \"special\": true}]}";
+    put_file("tokenizer.json", tj, strlen(tj));
+    expect_refused("tokenizer.json, token id 2147483646 (vocab_size 7)",
+                   qfs_arch_find("Qwen2ForCausalLM"), 7, 7, "tokenizer.json", "2147483646");
+    expect_refused("tokenizer.json, token id 2147483646 (no vocab_size)",
+                   qfs_arch_find("Qwen2ForCausalLM"), 0, 0, "tokenizer.json", "2147483646");
+    const char *tj3 = "{\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": {\"a\": 0},"
+                      " \"merges\": []}, \"decoder\": {\"type\": \"Sequence\"},"
+                      " \"added_tokens\": [{\"id\": 2147483646, \"content\": \"<x>\"}]}";
+    put_file("tokenizer.json", tj3, strlen(tj3));
+    expect_refused("tokenizer.json (llama-hf), token id 2147483646",
+                   qfs_arch_find("LlamaForCausalLM"), 0, 0, "tokenizer.json", "2147483646");
+    const char *tj2 = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}}";
+    put_file("tokenizer.json", tj2, strlen(tj2));
+    expect_refused("tokenizer.json, vocab_size 2000000000", qfs_arch_find("Qwen2ForCausalLM"),
+                   2000000000, 0, "config.json", "vocab_size");
+    rm_file("tokenizer.json");
+    rmdir(tmpdir);
+    fflush(stdout);
+    _exit(failures ? 1 : 0);
+}
+
 int main(void)
 {
     shared = getenv("QFS_SHARED");
@@ -538,6 +655,7 @@ int main(void)
     check_reference("babyllama-105", qfs_arch_find("LlamaForCausalLM"), 105);
     check_qwen2();
     check_malformed();
+    check_bounds();
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }

@@ -105,6 +105,64 @@ def main():
     os.unlink(os.path.join(d, shard))
     cases[d] = ("ENOENT", [shard, "missing"])
 
+    # One line per problem per model, however many output types the model would have had
+    # (there were 22, one per GGUF type); exactly one log line names these words.
+    once = {}
+    for name, shape in (("empty-row", [256, 0]), ("empty-rows", [0, 256])):
+        d = os.path.join(src, name)
+        gen(d)
+        p = os.path.join(d, "model.safetensors")
+        h, data = read_st(p)
+        k = "model.layers.0.self_attn.o_proj.weight"
+        h[k]["shape"] = shape
+        h[k]["data_offsets"] = [len(data), len(data)]
+        write_st(p, h, data)
+        cases[d] = ("EINVAL", [k, "empty"])
+        once[d] = [k]
+
+    # config values the tensors do not back (a 4-layer model), refused naming the key
+    for name, key, val in (("hidden-2e40", "hidden_size", 1 << 40),
+                           ("layers-1e9", "num_hidden_layers", 10 ** 9)):
+        d = os.path.join(src, name)
+        r = os.system(f"{q.GENMODEL} --out {d} --hidden 64 --layers 4 --heads 4 --kv-heads 2 "
+                      f"--ff 128 >/dev/null")
+        if r:
+            sys.exit("qfs-genmodel failed")
+        with open(os.path.join(d, "config.json")) as f:
+            c = json.load(f)
+        c[key] = val
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(c, f)
+        cases[d] = ("EINVAL", ["config.json", key])
+        once[d] = ["config.json", key]
+
+    # vocab_size far beyond the embedding (a SentencePiece tokenizer padded to it: 2e9
+    # [PAD] tokens, a 16 GB table) and a token id of 2^31 - 2 in tokenizer.json
+    d = os.path.join(src, "vocab-2e9")
+    r = os.system(f"{q.GENMODEL} --out {d} --arch qwen3 --hidden 64 --layers 2 --heads 4 "
+                  f"--kv-heads 2 --ff 128 >/dev/null")
+    if r:
+        sys.exit("qfs-genmodel failed")
+    with open(os.path.join(d, "config.json")) as f:
+        c = json.load(f)
+    c["vocab_size"] = 2 * 10 ** 9
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(c, f)
+    cases[d] = ("EINVAL", ["config.json", "vocab_size"])
+    once[d] = ["config.json", "vocab_size"]
+    d = os.path.join(src, "token-id-2e31")
+    gen(d)
+    for x in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        if os.path.exists(os.path.join(d, x)):
+            os.unlink(os.path.join(d, x))
+    tj = {"model": {"type": "BPE", "vocab": {"t%d" % i: i for i in range(319)}, "merges": []},
+          "added_tokens": [{"id": 2147483646, "content": "<big>", "special": True}],
+          "pre_tokenizer": {"type": "ByteLevel"}}
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(tj, f)
+    cases[d] = ("EINVAL", ["tokenizer.json", "2147483646"])
+    once[d] = ["tokenizer.json", "2147483646"]
+
     with q.Mount(src, os.path.join(t, "mnt"), f"cache={t}/cache") as m:
         st = m.status()
         log = m.log().splitlines()
@@ -121,6 +179,11 @@ def main():
                 q.check(bool(reason), f"{name}: skipped with a reason ({reason!r})")
             lines = [ln for ln in log if all(w in ln for w in words)]
             q.check(len(lines) >= 1, f"{name}: a log line names {words}: {lines[:1]}")
+            if d in once:
+                named = [ln for ln in log if all(w in ln for w in once[d]) and
+                         (d + ":" in ln or d + "/" in ln)]
+                q.check(len(named) == 1, f"{name}: exactly one log line names {once[d]} "
+                        f"({len(named)})")
             listing = os.listdir(os.path.join(m.mnt, name))
             q.check(not any(n.endswith(".gguf") for n in listing), f"{name}: passed through, no .gguf")
         good = os.path.join(m.mnt, "good", "good.Q8_0.gguf")
