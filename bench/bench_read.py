@@ -91,14 +91,7 @@ def main():
             "--hidden", str(a.hidden), "--layers", str(a.layers), "--heads",
             str(a.heads or a.hidden // 64), "--kv-heads", str(a.kv_heads or a.hidden // 256),
             "--ff", str(a.ff), "--vocab", str(a.vocab)]
-        subprocess.run([q.GENMODEL, "--out", model, *shape, "--seed", "3"], check=True,
-                       stdout=subprocess.DEVNULL)
-        with open(os.path.join(model, "config.json")) as f:
-            arch = json.load(f)["architectures"][0]
-        if arch == "Qwen3MoeForCausalLM":
-            # the converter (and quantfs) read a Qwen3-MoE vocabulary from tokenizer.json only
-            for n in ("tokenizer.json", "tokenizer_config.json"):
-                shutil.copy(os.path.join(q.SHARED, "models", "qwen3moe-tiny", n), model)
+        q.genmodel(model, shape)
     if a.format:
         return bench_format(a, work, src, model)
     f16 = os.path.join(work, "bench.F16.gguf")

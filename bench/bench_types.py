@@ -126,8 +126,7 @@ def main():
     try:
         if not os.path.exists(os.path.join(model, "config.json")):
             os.makedirs(src, exist_ok=True)
-            subprocess.run([q.GENMODEL, "--out", model, *a.gen.split(), "--seed", "3"], check=True,
-                           stdout=subprocess.DEVNULL)
+            q.genmodel(model, a.gen.split())
         f16 = os.path.join(work, "bench.F16.gguf")
         if not os.path.exists(f16):
             subprocess.run([os.path.join(q.BUILD, "tools", "qfs-convert"), model, "F16", f16], check=True)

@@ -58,6 +58,19 @@ def finish():
     sys.exit(1 if failures else 0)
 
 
+def genmodel(model, args, seed=3):
+    """qfs-genmodel ARGS into MODEL.  A Qwen3-MoE model gets the qwen3moe-tiny fixture's
+    tokenizer.json (the converter, and quantfs, read its vocabulary from tokenizer.json
+    only, which the generator does not write)."""
+    subprocess.run([GENMODEL, "--out", model, *args, "--seed", str(seed)], check=True,
+                   stdout=subprocess.DEVNULL)
+    with open(os.path.join(model, "config.json")) as f:
+        arch = json.load(f)["architectures"][0]
+    if arch == "Qwen3MoeForCausalLM":
+        for n in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(SHARED, "models", "qwen3moe-tiny", n), model)
+
+
 def tmpdir(tag):
     return tempfile.mkdtemp(prefix=f"qfs-{tag}.")
 
