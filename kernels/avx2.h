@@ -67,6 +67,20 @@ static inline QFS_AVX2 void store_u8x32(uint8_t *dst, __m256i a, __m256i b, __m2
     _mm256_storeu_si256((__m256i *)dst, v);
 }
 
+/* qfs_sum_sq_k of the 8 super-blocks at x, x + QK_K, ..: one lane each, the
+ * sums in element order */
+static inline QFS_AVX2 void sum_sq_k8(const float *x, float *out)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int c = 0; c < QK_K / 8; c++) {
+        __m256 T[8];
+        tr8(x + 8 * c, QK_K, T);
+        for (int k = 0; k < 8; k++)
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(T[k], T[k]));
+    }
+    _mm256_storeu_ps(out, acc);
+}
+
 /* ---- sub-block searches ------------------------------------------------------ */
 
 /* What the search of one lane (sub-block) leaves: the kept scale, -min, and
@@ -77,88 +91,120 @@ struct kx8 {
 };
 
 /* qfs_make_qkx_quants(n, nmax, x_j, w_j, ..., rmin, rdelta, nstep, use_mad)
- * for 8 sub-blocks j at once (n <= 32): xT[i], wT[i] lane j = x_j[i], w_j[i]. */
-static inline QFS_AVX2_INLINE void kx_search8(const __m256 *xT, const __m256 *wT, int n, int nmax,
-                                              float rmin, float rdelta, int nstep, int use_mad,
-                                              struct kx8 *o)
+ * for nv * 8 sub-blocks j at once (n <= 32, nv <= KX_NV): xT[n * v + i],
+ * wT[n * v + i] lane j = x_j[i], w_j[i] of sub-block 8v + j, o[v] its
+ * results.  The nv vectors are independent chains interleaved, which hides
+ * the latency of the sums (each still in element order). */
+#define KX_NV 4
+static inline QFS_AVX2_INLINE void kx_search(const __m256 *xT, const __m256 *wT, int nv, int n,
+                                             int nmax, float rmin, float rdelta, int nstep,
+                                             int use_mad, struct kx8 *o)
 {
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 zero = _mm256_setzero_ps();
     const __m256i ilo = _mm256_setzero_si256(), ihi = _mm256_set1_epi32(nmax);
-    __m256 min = xT[0], max = xT[0];
-    __m256 sum_w = wT[0];
-    __m256 sum_x = _mm256_mul_ps(sum_w, xT[0]);
-    for (int i = 1; i < n; i++) {
-        min = _mm256_min_ps(xT[i], min); /* x < min ? x : min */
-        max = _mm256_max_ps(xT[i], max); /* x > max ? x : max */
-        sum_w = _mm256_add_ps(sum_w, wT[i]);
-        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wT[i], xT[i]));
-    }
-    min = _mm256_andnot_ps(_mm256_cmp_ps(min, zero, _CMP_GT_OQ), min); /* min > 0 -> +0 */
-    const __m256 flat = _mm256_cmp_ps(max, min, _CMP_EQ_OQ);
-
-    /* the min/max grid */
-    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(max, min));
-    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
-    __m256 best = zero;
-    for (int i = 0; i < n; i++) {
-        const __m256 f = _mm256_mul_ps(iscale, _mm256_sub_ps(xT[i], min));
-        const __m256i l = nearest_clamp(f, ilo, ihi);
-        __m256 diff = _mm256_add_ps(_mm256_mul_ps(scale, _mm256_cvtepi32_ps(l)), min);
-        diff = _mm256_sub_ps(diff, xT[i]);
-        diff = use_mad ? _mm256_and_ps(diff, absmask) : _mm256_mul_ps(diff, diff);
-        best = _mm256_add_ps(best, _mm256_mul_ps(wT[i], diff));
-    }
-    __m256 L_isc = iscale, L_min = min;
-
-    __m256 lev[32];
-    for (int is = 0; is <= nstep; is++) {
-        const float num = rmin + rdelta * (float)is + (float)nmax;
-        const __m256 isc = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(max, min));
-        __m256 sl = zero, sl2 = zero, sxl = zero;
-        for (int i = 0; i < n; i++) {
-            const __m256 f = _mm256_mul_ps(isc, _mm256_sub_ps(xT[i], min));
-            const __m256 fl = _mm256_cvtepi32_ps(nearest_clamp(f, ilo, ihi));
-            const __m256 wl = _mm256_mul_ps(wT[i], fl);
-            lev[i] = fl;
-            sl = _mm256_add_ps(sl, wl);
-            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, fl));
-            sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, xT[i]));
+    __m256 min[KX_NV], max[KX_NV], sum_w[KX_NV], sum_x[KX_NV], flat[KX_NV];
+    __m256 scale[KX_NV], best[KX_NV], L_isc[KX_NV], L_min[KX_NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        const __m256 *x = xT + n * v, *w = wT + n * v;
+        min[v] = x[0];
+        max[v] = x[0];
+        sum_w[v] = w[0];
+        sum_x[v] = _mm256_mul_ps(w[0], x[0]);
+        for (int i = 1; i < n; i++) {
+            min[v] = _mm256_min_ps(x[i], min[v]); /* x < min ? x : min */
+            max[v] = _mm256_max_ps(x[i], max[v]); /* x > max ? x : max */
+            sum_w[v] = _mm256_add_ps(sum_w[v], w[i]);
+            sum_x[v] = _mm256_add_ps(sum_x[v], _mm256_mul_ps(w[i], x[i]));
         }
-        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sl2), _mm256_mul_ps(sl, sl));
-        const __m256 sn = _mm256_sub_ps(_mm256_mul_ps(sum_w, sxl), _mm256_mul_ps(sum_x, sl));
-        const __m256 mn = _mm256_sub_ps(_mm256_mul_ps(sl2, sum_x), _mm256_mul_ps(sl, sxl));
-        __m256 s = _mm256_div_ps(sn, D);
-        __m256 m = _mm256_div_ps(mn, D);
-        const __m256 mpos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
-        m = _mm256_andnot_ps(mpos, m);
-        s = blend(s, _mm256_div_ps(sxl, sl2), mpos);
-        __m256 err = zero;
+        min[v] = _mm256_andnot_ps(_mm256_cmp_ps(min[v], zero, _CMP_GT_OQ), min[v]); /* > 0: +0 */
+        flat[v] = _mm256_cmp_ps(max[v], min[v], _CMP_EQ_OQ);
+
+        /* the min/max grid */
+        const __m256 iscale =
+            _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(max[v], min[v]));
+        scale[v] = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+        best[v] = zero;
         for (int i = 0; i < n; i++) {
-            __m256 diff = _mm256_add_ps(_mm256_mul_ps(s, lev[i]), m);
-            diff = _mm256_sub_ps(diff, xT[i]);
+            const __m256 f = _mm256_mul_ps(iscale, _mm256_sub_ps(x[i], min[v]));
+            const __m256i l = nearest_clamp(f, ilo, ihi);
+            __m256 diff = _mm256_add_ps(_mm256_mul_ps(scale[v], _mm256_cvtepi32_ps(l)), min[v]);
+            diff = _mm256_sub_ps(diff, x[i]);
             diff = use_mad ? _mm256_and_ps(diff, absmask) : _mm256_mul_ps(diff, diff);
-            err = _mm256_add_ps(err, _mm256_mul_ps(wT[i], diff));
+            best[v] = _mm256_add_ps(best[v], _mm256_mul_ps(w[i], diff));
         }
-        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(D, zero, _CMP_GT_OQ),
-                                    _mm256_cmp_ps(err, best, _CMP_LT_OQ));
-        keep = _mm256_andnot_ps(flat, keep);
-        best = blend(best, err, keep);
-        scale = blend(scale, s, keep);
-        L_isc = blend(L_isc, isc, keep);
-        L_min = blend(L_min, min, keep);
-        min = blend(min, m, keep);
+        L_isc[v] = iscale;
+        L_min[v] = min[v];
     }
-    scale = _mm256_andnot_ps(flat, scale);
-    L_isc = _mm256_andnot_ps(flat, L_isc);
-    L_min = _mm256_andnot_ps(flat, L_min);
-    _mm256_storeu_ps(o->scale, scale);
-    _mm256_storeu_ps(o->the_min, _mm256_xor_ps(min, _mm256_set1_ps(-0.0f)));
-    _mm256_storeu_ps(o->L_isc, L_isc);
-    _mm256_storeu_ps(o->L_min, L_min);
+
+    __m256 lev[32 * KX_NV];
+    for (int is = 0; is <= nstep; is++) {
+        const __m256 num = _mm256_set1_ps(rmin + rdelta * (float)is + (float)nmax);
+        __m256 isc[KX_NV], sl[KX_NV], sl2[KX_NV], sxl[KX_NV], err[KX_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            isc[v] = _mm256_div_ps(num, _mm256_sub_ps(max[v], min[v]));
+            sl[v] = sl2[v] = sxl[v] = err[v] = zero;
+        }
+        for (int i = 0; i < n; i++) {
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                const __m256 x = xT[n * v + i], w = wT[n * v + i];
+                const __m256 f = _mm256_mul_ps(isc[v], _mm256_sub_ps(x, min[v]));
+                const __m256 fl = _mm256_cvtepi32_ps(nearest_clamp(f, ilo, ihi));
+                const __m256 wl = _mm256_mul_ps(w, fl);
+                lev[n * v + i] = fl;
+                sl[v] = _mm256_add_ps(sl[v], wl);
+                sl2[v] = _mm256_add_ps(sl2[v], _mm256_mul_ps(wl, fl));
+                sxl[v] = _mm256_add_ps(sxl[v], _mm256_mul_ps(wl, x));
+            }
+        }
+        __m256 D[KX_NV], s[KX_NV], m[KX_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            D[v] = _mm256_sub_ps(_mm256_mul_ps(sum_w[v], sl2[v]), _mm256_mul_ps(sl[v], sl[v]));
+            const __m256 sn =
+                _mm256_sub_ps(_mm256_mul_ps(sum_w[v], sxl[v]), _mm256_mul_ps(sum_x[v], sl[v]));
+            const __m256 mn =
+                _mm256_sub_ps(_mm256_mul_ps(sl2[v], sum_x[v]), _mm256_mul_ps(sl[v], sxl[v]));
+            s[v] = _mm256_div_ps(sn, D[v]);
+            m[v] = _mm256_div_ps(mn, D[v]);
+            const __m256 mpos = _mm256_cmp_ps(m[v], zero, _CMP_GT_OQ);
+            m[v] = _mm256_andnot_ps(mpos, m[v]);
+            s[v] = blend(s[v], _mm256_div_ps(sxl[v], sl2[v]), mpos);
+        }
+        for (int i = 0; i < n; i++) {
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                __m256 diff = _mm256_add_ps(_mm256_mul_ps(s[v], lev[n * v + i]), m[v]);
+                diff = _mm256_sub_ps(diff, xT[n * v + i]);
+                diff = use_mad ? _mm256_and_ps(diff, absmask) : _mm256_mul_ps(diff, diff);
+                err[v] = _mm256_add_ps(err[v], _mm256_mul_ps(wT[n * v + i], diff));
+            }
+        }
+#pragma GCC unroll 4
+        for (int v = 0; v < nv; v++) {
+            __m256 keep = _mm256_and_ps(_mm256_cmp_ps(D[v], zero, _CMP_GT_OQ),
+                                        _mm256_cmp_ps(err[v], best[v], _CMP_LT_OQ));
+            keep = _mm256_andnot_ps(flat[v], keep);
+            best[v] = blend(best[v], err[v], keep);
+            scale[v] = blend(scale[v], s[v], keep);
+            L_isc[v] = blend(L_isc[v], isc[v], keep);
+            L_min[v] = blend(L_min[v], min[v], keep);
+            min[v] = blend(min[v], m[v], keep);
+        }
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        _mm256_storeu_ps(o[v].scale, _mm256_andnot_ps(flat[v], scale[v]));
+        _mm256_storeu_ps(o[v].the_min, _mm256_xor_ps(min[v], _mm256_set1_ps(-0.0f)));
+        _mm256_storeu_ps(o[v].L_isc, _mm256_andnot_ps(flat[v], L_isc[v]));
+        _mm256_storeu_ps(o[v].L_min, _mm256_andnot_ps(flat[v], L_min[v]));
+    }
 }
 
-/* Levels of sub-block j (n elements) as kx_search8 left them (only needed
+/* Levels of sub-block j (n elements) as kx_search left them (only needed
  * when its decoded scale is 0). */
 static inline QFS_AVX2 void kx_levels(const float *xs, int n, float isc, float lmin, int nmax,
                                       uint8_t *L)
@@ -190,32 +236,48 @@ static inline QFS_AVX2_INLINE __m256 qx_search8(const __m256 *xT, const __m256 *
     }
     const __m256 zero_group = _mm256_cmp_ps(amax, _mm256_set1_ps(QFS_GROUP_MAX_EPS), _CMP_LT_OQ);
 
+    /* trial 0: -nmax/max; then is = -9..-1, 1..9; 19 pads to 5 groups of 4
+     * (a copy of 18, never chosen).  The trials of a group run side by side
+     * (independent sums, each in element order), the choice is in order. */
+    enum { G = 4, NT = 20 };
     __m256 scale = zero, best = zero, bisc = zero;
-    for (int t = 0; t < 19; t++) {
-        /* t = 0: -nmax/max; then is = -9..-1, 1..9 */
-        const int is = t <= 9 ? t - 10 : t - 9;
-        const float num = t == 0 ? (float)(-NMAX) : -((float)NMAX + 0.1f * (float)is);
-        const __m256 isc = _mm256_div_ps(_mm256_set1_ps(num), max);
-        __m256 sumlx = zero, suml2 = zero;
-        for (int i = 0; i < N; i++) {
-            const __m256i l = nearest_clamp(_mm256_mul_ps(isc, xT[i]), ilo, ihi);
-            const __m256 fl = _mm256_cvtepi32_ps(l);
-            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], fl));
-            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fl), fl));
+    for (int t0 = 0; t0 < NT; t0 += G) {
+        __m256 isc[G], sumlx[G], suml2[G];
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            const int t = t0 + g < 19 ? t0 + g : 18;
+            const int is = t <= 9 ? t - 10 : t - 9;
+            const float num = t == 0 ? (float)(-NMAX) : -((float)NMAX + 0.1f * (float)is);
+            isc[g] = _mm256_div_ps(_mm256_set1_ps(num), max);
+            sumlx[g] = suml2[g] = zero;
         }
-        const __m256 s = _mm256_div_ps(sumlx, suml2);
-        if (t == 0) {
-            scale = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ), s);
-            best = _mm256_mul_ps(scale, sumlx);
-            bisc = isc;
-        } else {
-            const __m256 better =
-                _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
-                              _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2),
-                                            _CMP_GT_OQ));
-            scale = blend(scale, s, better);
-            best = blend(best, _mm256_mul_ps(s, sumlx), better);
-            bisc = blend(bisc, isc, better);
+        for (int i = 0; i < N; i++) {
+#pragma GCC unroll 4
+            for (int g = 0; g < G; g++) {
+                const __m256i l = nearest_clamp(_mm256_mul_ps(isc[g], xT[i]), ilo, ihi);
+                const __m256 fl = _mm256_cvtepi32_ps(l);
+                sumlx[g] = _mm256_add_ps(sumlx[g], _mm256_mul_ps(wx[i], fl));
+                suml2[g] = _mm256_add_ps(suml2[g], _mm256_mul_ps(_mm256_mul_ps(w[i], fl), fl));
+            }
+        }
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            if (t0 + g >= 19)
+                break;
+            const __m256 s = _mm256_div_ps(sumlx[g], suml2[g]);
+            if (t0 + g == 0) {
+                scale = _mm256_and_ps(_mm256_cmp_ps(suml2[g], zero, _CMP_NEQ_UQ), s);
+                best = _mm256_mul_ps(scale, sumlx[g]);
+                bisc = isc[g];
+            } else {
+                const __m256 better = _mm256_and_ps(
+                    _mm256_cmp_ps(suml2[g], zero, _CMP_GT_OQ),
+                    _mm256_cmp_ps(_mm256_mul_ps(sumlx[g], sumlx[g]),
+                                  _mm256_mul_ps(best, suml2[g]), _CMP_GT_OQ));
+                scale = blend(scale, s, better);
+                best = blend(best, _mm256_mul_ps(s, sumlx[g]), better);
+                bisc = blend(bisc, isc[g], better);
+            }
         }
     }
     *best_isc = bisc;

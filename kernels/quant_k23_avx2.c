@@ -7,7 +7,7 @@
  * 16: two vectors of 8 lanes, loaded transposed (vector i holds element i of
  * 8 sub-blocks).
  *
- *  - Q2_K: make_qkx_quants (kx_search8 of avx2.h, 16 elements, mean absolute
+ *  - Q2_K: make_qkx_quants (kx_search of avx2.h, 16 elements, mean absolute
  *    error on the plain path) runs its trials one after the other in every
  *    lane, each lane with its own running min.
  *  - Q3_K plain: make_q3_quants' coordinate descent runs in every lane at
@@ -87,17 +87,26 @@ static inline QFS_AVX2 void q2_finish(const float *x, block_q2_K *y, const struc
     pack_2bit(L, y->qs);
 }
 
-static QFS_AVX2 void quantize_block_q2_K(const float *x, block_q2_K *y)
+/* importance weights qw * sqrt(sigma2 + x^2) of 8 sub-blocks, transposed,
+ * and their sums in element order */
+static inline QFS_AVX2 __m256 k_weights8(const __m256 *xT, const float *qw, int v, float sigma2,
+                                         __m256 *wT)
 {
-    struct kx8 k[2];
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int v = 0; v < 2; v++) {
-        __m256 xT[16], wT[16];
-        transpose_16x8(x, v, xT);
-        for (int i = 0; i < 16; i++)
-            wT[i] = _mm256_and_ps(xT[i], absmask);
-        kx_search8(xT, wT, 16, 3, -0.5f, 0.1f, 15, 1, &k[v]);
+    __m256 qT[16];
+    transpose_16x8(qw, v, qT);
+    const __m256 vs2 = _mm256_set1_ps(sigma2);
+    __m256 sw = _mm256_setzero_ps();
+    for (int i = 0; i < 16; i++) {
+        const __m256 r = _mm256_sqrt_ps(_mm256_add_ps(vs2, _mm256_mul_ps(xT[i], xT[i])));
+        wT[i] = _mm256_mul_ps(qT[i], r);
+        sw = _mm256_add_ps(sw, wT[i]);
     }
+    return sw;
+}
+
+/* the scales and mins of qfs_quantize_block_q2_K from its searches k[0..1] */
+static inline QFS_AVX2 void q2_scales_plain(const struct kx8 *k, block_q2_K *y)
+{
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < 16; j++) {
         const float s = k[j / 8].scale[j % 8], m = k[j / 8].the_min[j % 8];
@@ -126,36 +135,13 @@ static QFS_AVX2 void quantize_block_q2_K(const float *x, block_q2_K *y)
         y->dmin = qfs_fp32_to_fp16(0.0f);
     }
     memcpy(y->scales, sb, sizeof sb);
-    q2_finish(x, y, k);
 }
 
-/* importance weights qw * sqrt(sigma2 + x^2) of 8 sub-blocks, transposed,
- * and their sums in element order */
-static inline QFS_AVX2 __m256 k_weights8(const __m256 *xT, const float *qw, int v, float sigma2,
-                                         __m256 *wT)
+/* the same of qfs_quantize_block_q2_K_w; sw: the sub-blocks' weight sums */
+static inline QFS_AVX2 void q2_scales_weighted(const struct kx8 *k, const float *sw, block_q2_K *y)
 {
-    __m256 qT[16];
-    transpose_16x8(qw, v, qT);
-    const __m256 vs2 = _mm256_set1_ps(sigma2);
-    __m256 sw = _mm256_setzero_ps();
-    for (int i = 0; i < 16; i++) {
-        const __m256 r = _mm256_sqrt_ps(_mm256_add_ps(vs2, _mm256_mul_ps(xT[i], xT[i])));
-        wT[i] = _mm256_mul_ps(qT[i], r);
-        sw = _mm256_add_ps(sw, wT[i]);
-    }
-    return sw;
-}
-
-static QFS_AVX2 void quantize_block_q2_K_w(const float *x, const float *qw, block_q2_K *y)
-{
-    struct kx8 k[2];
-    float sw[16], scales[16], mins[16];
-    const float sigma2 = qfs_sum_sq_k(x) / (float)QK_K;
+    float scales[16], mins[16];
     for (int v = 0; v < 2; v++) {
-        __m256 xT[16], wT[16];
-        transpose_16x8(x, v, xT);
-        _mm256_storeu_ps(sw + 8 * v, k_weights8(xT, qw, v, sigma2, wT));
-        kx_search8(xT, wT, 16, 3, -0.9f, 0.05f, 36, 0, &k[v]);
         memcpy(scales + 8 * v, k[v].scale, sizeof k[v].scale);
         memcpy(mins + 8 * v, k[v].the_min, sizeof k[v].the_min);
     }
@@ -166,7 +152,43 @@ static QFS_AVX2 void quantize_block_q2_K_w(const float *x, const float *qw, bloc
     y->dmin = qfs_fp32_to_fp16(mm);
     for (int j = 0; j < 16; j++)
         y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
-    q2_finish(x, y, k);
+}
+
+/* nb <= K23_NB super-blocks at once (qw NULL: the plain path; ssq: their
+ * qfs_sum_sq_k): their 2 * nb vectors of sub-blocks are independent chains,
+ * interleaved in kx_search */
+#define K23_NB 2
+static inline QFS_AVX2_INLINE void q2_blocks(const float *x, const float *qw, const float *ssq,
+                                             block_q2_K *y, int nb)
+{
+    __m256 xT[2 * K23_NB * 16], wT[2 * K23_NB * 16];
+    struct kx8 k[2 * K23_NB];
+    float sw[K23_NB][16];
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int b = 0; b < nb; b++) {
+        const float sigma2 = qw != NULL ? ssq[b] / (float)QK_K : 0.0f;
+        for (int v = 0; v < 2; v++) {
+            __m256 *xv = xT + 16 * (2 * b + v), *wv = wT + 16 * (2 * b + v);
+            transpose_16x8(x + QK_K * b, v, xv);
+            if (qw != NULL) {
+                _mm256_storeu_ps(sw[b] + 8 * v, k_weights8(xv, qw + QK_K * b, v, sigma2, wv));
+            } else {
+                for (int i = 0; i < 16; i++)
+                    wv[i] = _mm256_and_ps(xv[i], absmask);
+            }
+        }
+    }
+    if (qw != NULL)
+        kx_search(xT, wT, 2 * nb, 16, 3, -0.9f, 0.05f, 36, 0, k);
+    else
+        kx_search(xT, wT, 2 * nb, 16, 3, -0.5f, 0.1f, 15, 1, k);
+    for (int b = 0; b < nb; b++) {
+        if (qw != NULL)
+            q2_scales_weighted(k + 2 * b, sw[b], y + b);
+        else
+            q2_scales_plain(k + 2 * b, y + b);
+        q2_finish(x + QK_K * b, y + b, k + 2 * b);
+    }
 }
 
 /* ---- Q3_K --------------------------------------------------------------------------- */
@@ -333,12 +355,13 @@ static QFS_AVX2 void quantize_block_q3_K(const float *x, block_q3_K *y)
     q3_finish(x, y, &s);
 }
 
-static QFS_AVX2 void quantize_block_q3_K_w(const float *x, const float *qw, block_q3_K *y)
+static QFS_AVX2 void quantize_block_q3_K_w(const float *x, const float *qw, float ssq,
+                                           block_q3_K *y)
 {
     struct q3_search s;
     s.weighted = 1;
     float scales[16], sw[16];
-    const float sigma2 = 2.0f * qfs_sum_sq_k(x) / (float)QK_K;
+    const float sigma2 = 2.0f * ssq / (float)QK_K;
     for (int v = 0; v < 2; v++) {
         __m256 xT[16], wT[16], b, z;
         transpose_16x8(x, v, xT);
@@ -359,22 +382,53 @@ static QFS_AVX2 void quantize_block_q3_K_w(const float *x, const float *qw, bloc
 
 /* ---- rows ------------------------------------------------------------------------------ */
 
-#define QFS_DEFINE_ROWS_K23_AVX2(t)                                                           \
-    QFS_AVX2 void qfs_quantize_row_##t##_avx2(const float *x, void *vy, int64_t n,            \
-                                              const float *imatrix)                           \
-    {                                                                                         \
-        block_##t *y = vy;                                                                    \
-        const int64_t nb = n / QK_K;                                                          \
-        if (imatrix == NULL) {                                                                \
-            for (int64_t i = 0; i < nb; i++)                                                  \
-                quantize_block_##t(x + i * QK_K, &y[i]);                                      \
-        } else {                                                                              \
-            for (int64_t i = 0; i < nb; i++)                                                  \
-                quantize_block_##t##_w(x + i * QK_K, imatrix + i * QK_K, &y[i]);              \
-        }                                                                                     \
+/* qfs_sum_sq_k of the super-blocks i .. i + 7 (those below nb) of the row x */
+static inline QFS_AVX2 void row_sum_sq(const float *x, int64_t i, int64_t nb, float *ssq)
+{
+    if (i + 8 <= nb) {
+        sum_sq_k8(x + i * QK_K, ssq);
+        return;
     }
+    for (int64_t b = i; b < nb; b++)
+        ssq[b - i] = qfs_sum_sq_k(x + b * QK_K);
+}
 
-QFS_DEFINE_ROWS_K23_AVX2(q2_K)
-QFS_DEFINE_ROWS_K23_AVX2(q3_K)
+QFS_AVX2 void qfs_quantize_row_q2_K_avx2(const float *x, void *vy, int64_t n,
+                                      const float *imatrix)
+{
+    block_q2_K *y = vy;
+    const int64_t nb = n / QK_K;
+    float ssq[8];
+    for (int64_t i = 0; i < nb; i += 8) {
+        const int64_t e = i + 8 < nb ? i + 8 : nb;
+        if (imatrix != NULL)
+            row_sum_sq(x, i, nb, ssq);
+        int64_t b = i;
+        for (; b + K23_NB <= e; b += K23_NB)
+            q2_blocks(x + b * QK_K, imatrix != NULL ? imatrix + b * QK_K : NULL, ssq + (b - i),
+                      y + b, K23_NB);
+        for (; b < e; b++)
+            q2_blocks(x + b * QK_K, imatrix != NULL ? imatrix + b * QK_K : NULL, ssq + (b - i),
+                      y + b, 1);
+    }
+}
+
+QFS_AVX2 void qfs_quantize_row_q3_K_avx2(const float *x, void *vy, int64_t n,
+                                      const float *imatrix)
+{
+    block_q3_K *y = vy;
+    const int64_t nb = n / QK_K;
+    if (imatrix == NULL) {
+        for (int64_t i = 0; i < nb; i++)
+            quantize_block_q3_K(x + i * QK_K, &y[i]);
+        return;
+    }
+    float ssq[8];
+    for (int64_t i = 0; i < nb; i += 8) {
+        row_sum_sq(x, i, nb, ssq);
+        for (int64_t b = i; b < nb && b < i + 8; b++)
+            quantize_block_q3_K_w(x + b * QK_K, imatrix + b * QK_K, ssq[b - i], &y[b]);
+    }
+}
 
 #endif /* __x86_64__ */

@@ -6,11 +6,12 @@
  * sums in element order), and only independent sub-blocks share a vector.
  *
  *  - Q4_K / Q5_K: the 8 sub-blocks of 32 of a super-block are the 8 lanes.
- *    The search (make_qkx2/3_quants) runs its trials one after the other in
- *    every lane at once, each lane with its own running min and best error,
- *    so the "a kept trial moves min" dependency costs nothing and no trial is
- *    computed twice (the portable code evaluates trials side by side and must
- *    restart a batch whenever min moves).
+ *    The search (make_qkx2/3_quants, kx_search of avx2.h) runs its trials
+ *    one after the other in every lane at once, each lane with its own
+ *    running min and best error, so the "a kept trial moves min" dependency
+ *    costs nothing and no trial is computed twice (the portable code
+ *    evaluates trials side by side and must restart a batch whenever min
+ *    moves).
  *  - Q6_K: the 16 sub-blocks of 16 are two vectors of 8 lanes; the 19 trial
  *    scales of make_qx_quants (rmse_type 1) run one after the other, and the
  *    sequential choice of the winner is a per-lane blend in trial order.
@@ -75,7 +76,7 @@ static inline QFS_AVX2 void k4_plain(const float *x, int nmax, float rmin, int n
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     for (int i = 0; i < 32; i++)
         wT[i] = _mm256_add_ps(av_x, _mm256_and_ps(xT[i], absmask));
-    kx_search8(xT, wT, 32, nmax, rmin, 0.1f, nstep, 0, k);
+    kx_search(xT, wT, 1, 32, nmax, rmin, 0.1f, nstep, 0, k);
 
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < 8; j++) {
@@ -116,7 +117,7 @@ static inline QFS_AVX2 void k4_weighted(const float *x, const float *qw, int nma
     }
     float swa[8];
     _mm256_storeu_ps(swa, sw);
-    kx_search8(xT, wT, 32, nmax, -0.9f, 0.05f, 36, 0, k);
+    kx_search(xT, wT, 1, 32, nmax, -0.9f, 0.05f, 36, 0, k);
     uint8_t ls[8], lm[8];
     const float d_block = qfs_make_qp_quants(8, 63, k->scale, ls, swa);
     const float m_block = qfs_make_qp_quants(8, 63, k->the_min, lm, swa);
