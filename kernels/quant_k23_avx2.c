@@ -193,65 +193,81 @@ static inline QFS_AVX2_INLINE void q2_blocks(const float *x, const float *qw, co
 
 /* ---- Q3_K --------------------------------------------------------------------------- */
 
-/* qfs_make_q3_quants for 8 sub-blocks at once (xT[i] lane j = x_j[i]).
- * Returns the scales; lev[i] gets the levels (q + 4, or 0 for an all-zero
- * sub-block). */
-static inline QFS_AVX2 __m256 q3_search8(const __m256 *xT, __m256i *lev)
+/* qfs_make_q3_quants for nv * 8 sub-blocks at once (nv <= 2 * K23_NB):
+ * xT[16 * v + i] lane j = element i of sub-block 8v + j.  scales[8v + j]
+ * gets its scale, lev[16 * v + i] its levels (q + 4, or 0 for an all-zero
+ * sub-block).  The nv vectors are independent chains, interleaved. */
+static inline QFS_AVX2_INLINE void q3_search(const __m256 *xT, int nv, float *scales,
+                                             __m256i *lev)
 {
-    enum { N = 16, NMAX = 4 };
+    enum { N = 16, NMAX = 4, NV = 2 * K23_NB };
     const __m256 zero = _mm256_setzero_ps();
     const __m256i ilo = _mm256_set1_epi32(-NMAX), ihi = _mm256_set1_epi32(NMAX - 1);
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    __m256 amax = zero, max = zero;
-    for (int i = 0; i < N; i++) {
-        const __m256 ax = _mm256_and_ps(xT[i], absmask);
-        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
-        amax = blend(amax, ax, gt);
-        max = blend(max, xT[i], gt);
-    }
-    const __m256 zero_group = _mm256_cmp_ps(amax, _mm256_set1_ps(QFS_GROUP_MAX_EPS), _CMP_LT_OQ);
-    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)(-NMAX)), max);
-    __m256 w[N], wx[N], fl[N];
-    __m256 sumlx = zero, suml2 = zero;
-    for (int i = 0; i < N; i++) {
-        fl[i] = _mm256_cvtepi32_ps(nearest_clamp(_mm256_mul_ps(iscale, xT[i]), ilo, ihi));
-        w[i] = _mm256_mul_ps(xT[i], xT[i]);
-        wx[i] = _mm256_mul_ps(w[i], xT[i]);
-        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], fl[i]));
-        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], fl[i]), fl[i]));
+    __m256 zero_group[NV], sumlx[NV], suml2[NV];
+    __m256 w[N * NV], wx[N * NV], fl[N * NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        const __m256 *x = xT + N * v;
+        __m256 amax = zero, max = zero;
+        for (int i = 0; i < N; i++) {
+            const __m256 ax = _mm256_and_ps(x[i], absmask);
+            const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+            amax = blend(amax, ax, gt);
+            max = blend(max, x[i], gt);
+        }
+        zero_group[v] = _mm256_cmp_ps(amax, _mm256_set1_ps(QFS_GROUP_MAX_EPS), _CMP_LT_OQ);
+        const __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)(-NMAX)), max);
+        sumlx[v] = suml2[v] = zero;
+        for (int i = 0; i < N; i++) {
+            const int k = N * v + i;
+            fl[k] = _mm256_cvtepi32_ps(nearest_clamp(_mm256_mul_ps(iscale, x[i]), ilo, ihi));
+            w[k] = _mm256_mul_ps(x[i], x[i]);
+            wx[k] = _mm256_mul_ps(w[k], x[i]);
+            sumlx[v] = _mm256_add_ps(sumlx[v], _mm256_mul_ps(wx[k], fl[k]));
+            suml2[v] = _mm256_add_ps(suml2[v], _mm256_mul_ps(_mm256_mul_ps(w[k], fl[k]), fl[k]));
+        }
     }
     for (int sweep = 0; sweep < 5; sweep++) {
         __m256 changed = zero;
         for (int i = 0; i < N; i++) {
-            const __m256 li = fl[i];
-            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx[i], li));
-            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w[i], li), li));
-            const __m256 pos = _mm256_cmp_ps(slx, zero, _CMP_GT_OQ);
-            const __m256 f = _mm256_div_ps(_mm256_mul_ps(xT[i], sl2), slx);
-            const __m256 nl = _mm256_cvtepi32_ps(nearest_clamp(f, ilo, ihi));
-            const __m256 moved = _mm256_cmp_ps(nl, li, _CMP_NEQ_UQ);
-            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx[i], nl));
-            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[i], nl), nl));
-            const __m256 better =
-                _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
-                              _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2), _CMP_GT_OQ);
-            __m256 take = _mm256_and_ps(_mm256_and_ps(pos, moved), better);
-            take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
-            fl[i] = blend(li, nl, take);
-            sumlx = blend(sumlx, slx, take);
-            suml2 = blend(suml2, sl2, take);
-            changed = _mm256_or_ps(changed, take);
+#pragma GCC unroll 4
+            for (int v = 0; v < nv; v++) {
+                const int k = N * v + i;
+                const __m256 li = fl[k];
+                __m256 slx = _mm256_sub_ps(sumlx[v], _mm256_mul_ps(wx[k], li));
+                __m256 sl2 = _mm256_sub_ps(suml2[v], _mm256_mul_ps(_mm256_mul_ps(w[k], li), li));
+                const __m256 pos = _mm256_cmp_ps(slx, zero, _CMP_GT_OQ);
+                const __m256 f = _mm256_div_ps(_mm256_mul_ps(xT[k], sl2), slx);
+                const __m256 nl = _mm256_cvtepi32_ps(nearest_clamp(f, ilo, ihi));
+                const __m256 moved = _mm256_cmp_ps(nl, li, _CMP_NEQ_UQ);
+                slx = _mm256_add_ps(slx, _mm256_mul_ps(wx[k], nl));
+                sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w[k], nl), nl));
+                const __m256 lhs = _mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2[v]);
+                const __m256 rhs = _mm256_mul_ps(_mm256_mul_ps(sumlx[v], sumlx[v]), sl2);
+                const __m256 better = _mm256_cmp_ps(lhs, rhs, _CMP_GT_OQ);
+                __m256 take = _mm256_and_ps(_mm256_and_ps(pos, moved), better);
+                take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
+                fl[k] = blend(li, nl, take);
+                sumlx[v] = blend(sumlx[v], slx, take);
+                suml2[v] = blend(suml2[v], sl2, take);
+                changed = _mm256_or_ps(changed, _mm256_andnot_ps(zero_group[v], take));
+            }
         }
-        if (_mm256_movemask_ps(_mm256_andnot_ps(zero_group, changed)) == 0)
+        if (_mm256_movemask_ps(changed) == 0)
             break;
     }
-    const __m256i zg = _mm256_castps_si256(zero_group);
     const __m256i off = _mm256_set1_epi32(NMAX);
-    for (int i = 0; i < N; i++)
-        lev[i] = _mm256_andnot_si256(zg, _mm256_add_epi32(_mm256_cvtps_epi32(fl[i]), off));
-    const __m256 s = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
-                                   _mm256_div_ps(sumlx, suml2));
-    return _mm256_andnot_ps(zero_group, s);
+#pragma GCC unroll 4
+    for (int v = 0; v < nv; v++) {
+        const __m256i zg = _mm256_castps_si256(zero_group[v]);
+        for (int i = 0; i < N; i++)
+            lev[N * v + i] =
+                _mm256_andnot_si256(zg, _mm256_add_epi32(_mm256_cvtps_epi32(fl[N * v + i]), off));
+        const __m256 sc = _mm256_and_ps(_mm256_cmp_ps(suml2[v], zero, _CMP_GT_OQ),
+                                        _mm256_div_ps(sumlx[v], suml2[v]));
+        _mm256_storeu_ps(scales + 8 * v, _mm256_andnot_ps(zero_group[v], sc));
+    }
 }
 
 /* What the sub-block searches leave for the sub-blocks whose scale decodes
@@ -319,40 +335,45 @@ static inline QFS_AVX2 void q3_finish(const float *x, block_q3_K *y, const struc
     pack_2bit(low, y->qs);
 }
 
-static QFS_AVX2 void quantize_block_q3_K(const float *x, block_q3_K *y)
+/* qfs_quantize_block_q3_K for nb <= K23_NB super-blocks at once */
+static inline QFS_AVX2_INLINE void q3_blocks_plain(const float *x, block_q3_K *y, int nb)
 {
-    struct q3_search s;
-    s.weighted = 0;
-    float scales[16];
-    for (int v = 0; v < 2; v++) {
-        __m256 xT[16];
-        __m256i lev[16];
-        transpose_16x8(x, v, xT);
-        _mm256_storeu_ps(scales + 8 * v, q3_search8(xT, lev));
-        for (int i = 0; i < 16; i++)
-            _mm256_storeu_si256((__m256i *)s.lev[v][i], lev[i]);
-    }
-    float max_scale = 0.0f, amax = 0.0f;
-    for (int j = 0; j < 16; j++) {
-        if (fabsf(scales[j]) > amax) {
-            amax = fabsf(scales[j]);
-            max_scale = scales[j];
-        }
-    }
-    if (max_scale != 0.0f) {
-        const float iscale = -32.0f / max_scale;
-        int l[16];
+    __m256 xT[2 * K23_NB * 16];
+    __m256i lev[2 * K23_NB * 16];
+    float scales_all[2 * K23_NB * 8];
+    for (int b = 0; b < nb; b++)
+        for (int v = 0; v < 2; v++)
+            transpose_16x8(x + QK_K * b, v, xT + 16 * (2 * b + v));
+    q3_search(xT, 2 * nb, scales_all, lev);
+    for (int b = 0; b < nb; b++) {
+        struct q3_search s;
+        s.weighted = 0;
+        for (int v = 0; v < 2; v++)
+            for (int i = 0; i < 16; i++)
+                _mm256_storeu_si256((__m256i *)s.lev[v][i], lev[16 * (2 * b + v) + i]);
+        const float *scales = scales_all + 16 * b;
+        float max_scale = 0.0f, amax = 0.0f;
         for (int j = 0; j < 16; j++) {
-            const int8_t q = (int8_t)qfs_nearest_int(iscale * scales[j]); /* int8 as ggml */
-            l[j] = qfs_imax(-32, qfs_imin(31, q)) + 32;
+            if (fabsf(scales[j]) > amax) {
+                amax = fabsf(scales[j]);
+                max_scale = scales[j];
+            }
         }
-        qfs_pack_scales_q3_K(l, y->scales);
-        y->d = qfs_fp32_to_fp16(1.0f / iscale);
-    } else {
-        memset(y->scales, 0, sizeof y->scales);
-        y->d = qfs_fp32_to_fp16(0.0f);
+        if (max_scale != 0.0f) {
+            const float iscale = -32.0f / max_scale;
+            int l[16];
+            for (int j = 0; j < 16; j++) {
+                const int8_t q = (int8_t)qfs_nearest_int(iscale * scales[j]); /* int8 as ggml */
+                l[j] = qfs_imax(-32, qfs_imin(31, q)) + 32;
+            }
+            qfs_pack_scales_q3_K(l, y[b].scales);
+            y[b].d = qfs_fp32_to_fp16(1.0f / iscale);
+        } else {
+            memset(y[b].scales, 0, sizeof y[b].scales);
+            y[b].d = qfs_fp32_to_fp16(0.0f);
+        }
+        q3_finish(x + QK_K * b, y + b, &s);
     }
-    q3_finish(x, y, &s);
 }
 
 static QFS_AVX2 void quantize_block_q3_K_w(const float *x, const float *qw, float ssq,
@@ -419,8 +440,11 @@ QFS_AVX2 void qfs_quantize_row_q3_K_avx2(const float *x, void *vy, int64_t n,
     block_q3_K *y = vy;
     const int64_t nb = n / QK_K;
     if (imatrix == NULL) {
-        for (int64_t i = 0; i < nb; i++)
-            quantize_block_q3_K(x + i * QK_K, &y[i]);
+        int64_t i = 0;
+        for (; i + K23_NB <= nb; i += K23_NB)
+            q3_blocks_plain(x + i * QK_K, y + i, K23_NB);
+        for (; i < nb; i++)
+            q3_blocks_plain(x + i * QK_K, y + i, 1);
         return;
     }
     float ssq[8];
