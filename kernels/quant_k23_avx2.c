@@ -228,11 +228,19 @@ static inline QFS_AVX2_INLINE void q3_search(const __m256 *xT, int nv, float *sc
             suml2[v] = _mm256_add_ps(suml2[v], _mm256_mul_ps(_mm256_mul_ps(w[k], fl[k]), fl[k]));
         }
     }
+    /* a vector none of whose lanes moved in a sweep is done */
+    int active[NV];
+    for (int v = 0; v < nv; v++)
+        active[v] = 1;
     for (int sweep = 0; sweep < 5; sweep++) {
-        __m256 changed = zero;
+        __m256 changed[NV];
+        for (int v = 0; v < nv; v++)
+            changed[v] = zero;
         for (int i = 0; i < N; i++) {
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) {
+                if (!active[v])
+                    continue;
                 const int k = N * v + i;
                 const __m256 li = fl[k];
                 __m256 slx = _mm256_sub_ps(sumlx[v], _mm256_mul_ps(wx[k], li));
@@ -251,10 +259,15 @@ static inline QFS_AVX2_INLINE void q3_search(const __m256 *xT, int nv, float *sc
                 fl[k] = blend(li, nl, take);
                 sumlx[v] = blend(sumlx[v], slx, take);
                 suml2[v] = blend(suml2[v], sl2, take);
-                changed = _mm256_or_ps(changed, _mm256_andnot_ps(zero_group[v], take));
+                changed[v] = _mm256_or_ps(changed[v], _mm256_andnot_ps(zero_group[v], take));
             }
         }
-        if (_mm256_movemask_ps(changed) == 0)
+        int any = 0;
+        for (int v = 0; v < nv; v++) {
+            active[v] = active[v] && _mm256_movemask_ps(changed[v]) != 0;
+            any |= active[v];
+        }
+        if (!any)
             break;
     }
     const __m256i off = _mm256_set1_epi32(NMAX);
