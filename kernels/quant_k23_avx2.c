@@ -229,13 +229,15 @@ static inline QFS_AVX2_INLINE void q3_search(const __m256 *xT, int nv, float *sc
         }
     }
     /* a vector none of whose lanes moved in a sweep is done */
-    int active[NV];
-    for (int v = 0; v < nv; v++)
+    int active[NV], zgm[NV];
+    for (int v = 0; v < nv; v++) {
         active[v] = 1;
+        zgm[v] = _mm256_movemask_ps(zero_group[v]);
+    }
     for (int sweep = 0; sweep < 5; sweep++) {
-        __m256 changed[NV];
+        int changed[NV];
         for (int v = 0; v < nv; v++)
-            changed[v] = zero;
+            changed[v] = 0;
         for (int i = 0; i < N; i++) {
 #pragma GCC unroll 4
             for (int v = 0; v < nv; v++) {
@@ -256,15 +258,20 @@ static inline QFS_AVX2_INLINE void q3_search(const __m256 *xT, int nv, float *sc
                 const __m256 better = _mm256_cmp_ps(lhs, rhs, _CMP_GT_OQ);
                 __m256 take = _mm256_and_ps(_mm256_and_ps(pos, moved), better);
                 take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
-                fl[k] = blend(li, nl, take);
-                sumlx[v] = blend(sumlx[v], slx, take);
-                suml2[v] = blend(suml2[v], sl2, take);
-                changed[v] = _mm256_or_ps(changed[v], _mm256_andnot_ps(zero_group[v], take));
+                /* moves are rare: a branch, so that the sums of the next
+                 * visit do not wait for this one's comparison */
+                const int tm = _mm256_movemask_ps(take);
+                if (tm != 0) {
+                    fl[k] = blend(li, nl, take);
+                    sumlx[v] = blend(sumlx[v], slx, take);
+                    suml2[v] = blend(suml2[v], sl2, take);
+                    changed[v] |= tm & ~zgm[v];
+                }
             }
         }
         int any = 0;
         for (int v = 0; v < nv; v++) {
-            active[v] = active[v] && _mm256_movemask_ps(changed[v]) != 0;
+            active[v] = active[v] && changed[v] != 0;
             any |= active[v];
         }
         if (!any)
