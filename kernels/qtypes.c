@@ -116,6 +116,7 @@ size_t qfs_row_size(enum qfs_type t, int64_t n)
 
 #if defined(__x86_64__)
 static const qfs_row_quantizer simd_rows_avx2[QFS_TYPE_COUNT] = {
+    [QFS_TYPE_Q2_K] = qfs_quantize_row_q2_K_avx2, [QFS_TYPE_Q3_K] = qfs_quantize_row_q3_K_avx2,
     [QFS_TYPE_Q4_K] = qfs_quantize_row_q4_K_avx2,
     [QFS_TYPE_Q5_K] = qfs_quantize_row_q5_K_avx2,
     [QFS_TYPE_Q6_K] = qfs_quantize_row_q6_K_avx2,

@@ -31,7 +31,9 @@ int qfs_simd_set(enum qfs_simd level);
 qfs_row_quantizer qfs_simd_row(enum qfs_type t, enum qfs_simd level);
 
 #if defined(__x86_64__)
-/* quant_k_avx2.c: call only when qfs_simd_supported() >= QFS_SIMD_AVX2 */
+/* quant_k23_avx2.c, quant_k_avx2.c: call only when qfs_simd_supported() >= QFS_SIMD_AVX2 */
+void qfs_quantize_row_q2_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_q3_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q4_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q5_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q6_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
