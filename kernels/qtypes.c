@@ -119,6 +119,8 @@ static const qfs_row_quantizer simd_rows_avx2[QFS_TYPE_COUNT] = {
     [QFS_TYPE_Q4_K] = qfs_quantize_row_q4_K_avx2,
     [QFS_TYPE_Q5_K] = qfs_quantize_row_q5_K_avx2,
     [QFS_TYPE_Q6_K] = qfs_quantize_row_q6_K_avx2,
+    [QFS_TYPE_IQ4_NL] = qfs_quantize_row_iq4_nl_avx2,
+    [QFS_TYPE_IQ4_XS] = qfs_quantize_row_iq4_xs_avx2,
 };
 #endif
 

@@ -35,6 +35,9 @@ qfs_row_quantizer qfs_simd_row(enum qfs_type t, enum qfs_simd level);
 void qfs_quantize_row_q4_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q5_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q6_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+/* quant_iq4_avx2.c */
+void qfs_quantize_row_iq4_nl_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq4_xs_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 #endif
 
 #endif
