@@ -187,7 +187,8 @@ static void check_dispatch(enum qfs_simd best)
     const int64_t n = 4096, nrows = 8;
     float *x = malloc(sizeof(float) * (size_t)(n * nrows));
     float *imx = malloc(sizeof(float) * (size_t)n);
-    uint8_t *a = malloc((size_t)(n * nrows)), *b = malloc((size_t)(n * nrows));
+    /* room for any type (Q8_0 takes more than a byte per element) */
+    uint8_t *a = malloc((size_t)(n * nrows) * 4), *b = malloc((size_t)(n * nrows) * 4);
     if (!x || !imx || !a || !b)
         exit(1);
     fill(&r, D_NORMAL, x, n * nrows);
