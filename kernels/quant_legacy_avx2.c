@@ -24,36 +24,67 @@
 
 /* ---- per-block reductions, 8 blocks at once ------------------------------------ */
 
-/* Lane b = max |x| of block b (qfs_absmax: NaN skipped).  ax[b][v]: the
- * absolute values of block b, vector v. */
-static inline QFS_AVX2 __m256 absmax_8blocks(const float *x, __m256 ax[8][4])
+/* Lane b = max |x| of block b (qfs_absmax: NaN skipped). */
+static inline QFS_AVX2 __m256 absmax_8blocks(const float *x)
 {
     __m256 m[8];
     for (int b = 0; b < 8; b++) {
         __m256 a = _mm256_setzero_ps();
-        for (int v = 0; v < 4; v++) {
-            ax[b][v] = abs_ps(_mm256_loadu_ps(x + 32 * b + 8 * v));
-            a = _mm256_max_ps(ax[b][v], a); /* NaN: keeps a */
-        }
+        for (int v = 0; v < 4; v++)
+            a = _mm256_max_ps(abs_ps(_mm256_loadu_ps(x + 32 * b + 8 * v)), a); /* NaN: keeps a */
         m[b] = a;
     }
     return hmax8x8(m);
 }
 
-/* Lane b = qfs_first_absmax of block b: the first element whose magnitude is
- * amax (bit for bit), +0 when amax is 0. */
-static inline QFS_AVX2 __m256 first_max_8blocks(const float *x, __m256 ax[8][4], __m256 amax)
+/* Lanes b = min and max of block b (from FLT_MAX and -FLT_MAX, NaN skipped;
+ * the sign of a zero result is not yet the reference's). */
+static inline QFS_AVX2 void lohi_8blocks(const float *x, __m256 *min_out, __m256 *max_out)
 {
-    float am[8], mx[8];
+    __m256 mn[8], mx[8];
+    for (int b = 0; b < 8; b++) {
+        __m256 lo = _mm256_set1_ps(FLT_MAX), hi = _mm256_set1_ps(-FLT_MAX);
+        for (int v = 0; v < 4; v++) {
+            const __m256 xv = _mm256_loadu_ps(x + 32 * b + 8 * v);
+            lo = _mm256_min_ps(xv, lo);
+            hi = _mm256_max_ps(xv, hi);
+        }
+        /* negated min, so that one max reduction serves both */
+        mn[b] = _mm256_xor_ps(lo, _mm256_set1_ps(-0.0f));
+        mx[b] = hi;
+    }
+    *min_out = _mm256_xor_ps(hmax8x8(mn), _mm256_set1_ps(-0.0f));
+    *max_out = hmax8x8(mx);
+}
+
+/* Lane b = qfs_first_absmax of block b: the first element of largest
+ * magnitude, +0 when that is 0.  From the min and max: the larger magnitude
+ * decides, unless both are equal (+a and -a both present, or a constant
+ * block), when the block is scanned for the first one. */
+static inline QFS_AVX2 __m256 first_max_8blocks(const float *x)
+{
+    __m256 lo, hi;
+    lohi_8blocks(x, &lo, &hi);
+    const __m256 alo = abs_ps(lo), ahi = abs_ps(hi);
+    const __m256 amax = _mm256_max_ps(alo, ahi);
+    __m256 max = blend(lo, hi, _mm256_cmp_ps(ahi, alo, _CMP_GT_OQ));
+    max = _mm256_and_ps(max, _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_NEQ_UQ)); /* 0 -> +0 */
+    const int tie = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(ahi, alo, _CMP_EQ_OQ),
+                                                     _mm256_cmp_ps(hi, lo, _CMP_NEQ_UQ)));
+    if (tie == 0)
+        return max;
+    float mx[8], am[8];
+    _mm256_storeu_ps(mx, max);
     _mm256_storeu_ps(am, amax);
     for (int b = 0; b < 8; b++) {
-        const __m256i key = _mm256_castps_si256(_mm256_set1_ps(am[b]));
-        uint32_t mask = 0;
-        for (int v = 0; v < 4; v++)
-            mask |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(
-                        _mm256_cmpeq_epi32(_mm256_castps_si256(ax[b][v]), key)))
-                    << (8 * v);
-        mx[b] = am[b] == 0.0f || mask == 0 ? 0.0f : x[32 * b + __builtin_ctz(mask)];
+        if (!(tie >> b & 1) || am[b] == 0.0f)
+            continue;
+        const float *xb = x + 32 * b;
+        const uint32_t key = qfs_f32_bits(am[b]);
+        int i = 0;
+        while (i < 31 && (qfs_f32_bits(xb[i]) & 0x7fffffffu) != key)
+            i++;
+        mx[b] = xb[i];
     }
     return _mm256_loadu_ps(mx);
 }
@@ -61,20 +92,8 @@ static inline QFS_AVX2 __m256 first_max_8blocks(const float *x, __m256 ax[8][4],
 /* Lanes b = min and max of block b as qfs_minmax leaves them. */
 static inline QFS_AVX2 void minmax_8blocks(const float *x, __m256 *min_out, __m256 *max_out)
 {
-    __m256 mn[8], mx[8];
-    for (int b = 0; b < 8; b++) {
-        /* negated min, so that one max reduction serves both */
-        __m256 lo = _mm256_set1_ps(FLT_MAX), hi = _mm256_set1_ps(-FLT_MAX);
-        for (int v = 0; v < 4; v++) {
-            const __m256 xv = _mm256_loadu_ps(x + 32 * b + 8 * v);
-            lo = _mm256_min_ps(xv, lo);
-            hi = _mm256_max_ps(xv, hi);
-        }
-        mn[b] = _mm256_xor_ps(lo, _mm256_set1_ps(-0.0f));
-        mx[b] = hi;
-    }
-    __m256 min = _mm256_xor_ps(hmax8x8(mn), _mm256_set1_ps(-0.0f));
-    __m256 max = hmax8x8(mx);
+    __m256 min, max;
+    lohi_8blocks(x, &min, &max);
     const __m256 zero = _mm256_setzero_ps();
     const int zmask = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(min, zero, _CMP_EQ_OQ),
                                                       _mm256_cmp_ps(max, zero, _CMP_EQ_OQ)));
@@ -125,8 +144,7 @@ static inline QFS_AVX2 __m256i round_away_i32(__m256 v)
 
 static QFS_AVX2 void quantize_8_q8_0(const float *x, block_q8_0 *y)
 {
-    __m256 ax[8][4];
-    const __m256 d = _mm256_div_ps(absmax_8blocks(x, ax), _mm256_set1_ps(127.0f));
+    const __m256 d = _mm256_div_ps(absmax_8blocks(x), _mm256_set1_ps(127.0f));
     float id[8];
     uint32_t h[8];
     _mm256_storeu_ps(id, inv_or_zero(d));
@@ -153,9 +171,7 @@ static QFS_AVX2 void quantize_8_q8_0(const float *x, block_q8_0 *y)
 static inline QFS_AVX2 void quantize_8_sym(const float *x, int nmax, uint16_t *dh, uint8_t (*qs)[16],
                                            uint32_t *qh)
 {
-    __m256 ax[8][4];
-    const __m256 amax = absmax_8blocks(x, ax);
-    const __m256 max = first_max_8blocks(x, ax, amax);
+    const __m256 max = first_max_8blocks(x);
     const __m256 d = _mm256_div_ps(max, _mm256_set1_ps(-(float)nmax));
     float id[8];
     uint32_t h[8];
