@@ -1,6 +1,6 @@
 /* AVX2 helpers of quant_iq4_avx2.c and quant_legacy_avx2.c (static inline,
  * target("avx2") each; include only from x86-64 builds).  tr8, nearest_clamp
- * and blend are the same as quant_k_avx2.c's.
+ * blend and store_u8x32 are the same as quant_k_avx2.c's.
  *
  * Every helper does per lane exactly what the named scalar code does, bit
  * for bit (no FMA, no reassociation). */
@@ -126,6 +126,15 @@ static inline QFS_AVX2 __m256i fp32_to_fp16_8(__m256 f)
         _mm256_and_si256(_mm256_srli_epi32(ax, 13), _mm256_set1_epi32(0x3ff)));
     q = _mm256_blendv_epi8(q, qn, is_nan);
     return _mm256_or_si256(q, sign);
+}
+
+/* 32 int32 (4 vectors, elements in order, each 0..255) -> 32 bytes */
+static inline QFS_AVX2 void store_u8x32(uint8_t *dst, __m256i a, __m256i b, __m256i c, __m256i d)
+{
+    const __m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
+    const __m256i p = _mm256_packus_epi16(ab, cd);
+    const __m256i v = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)dst, v);
 }
 
 /* 32 int32 levels in element order (4 vectors, each 0..15) -> the 16 bytes

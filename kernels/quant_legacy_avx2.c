@@ -20,7 +20,6 @@
 
 #include "kernels/avx2_b.h"
 #include "kernels/quant_block_b.h"
-#include "kernels/quant_rows.h"
 
 /* ---- per-block reductions, 8 blocks at once ------------------------------------ */
 
@@ -280,6 +279,217 @@ static QFS_AVX2 void quantize_8_q5_1(const float *x, block_q5_1 *y)
     }
 }
 
+/* ---- with an importance matrix: the weighted searches, 8 blocks per vector ---- */
+
+/* qfs_importance32 per lane: wT[i] = qw * sqrt(sigma2 + x^2) */
+static inline QFS_AVX2 void importance8(const __m256 *xT, const float *qw, float sigma2, __m256 *wT)
+{
+    const __m256 s2 = _mm256_set1_ps(sigma2);
+    tr32x8(qw, wT);
+    for (int i = 0; i < 32; i++)
+        wT[i] = _mm256_mul_ps(wT[i], _mm256_sqrt_ps(_mm256_add_ps(s2, _mm256_mul_ps(xT[i], xT[i]))));
+}
+
+/* qfs_lw_qx_quants32(nmax, ...) of 8 blocks (lane j = block j): the scales;
+ * L[j] gets block j's levels + nmax (0 .. 2 nmax - 1). */
+static inline QFS_AVX2 __m256 qx_search8(int nmax, const float *x, const __m256 *xT, const __m256 *wT,
+                                         uint8_t L[8][32])
+{
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i ilo = _mm256_set1_epi32(-nmax), ihi = _mm256_set1_epi32(nmax - 1);
+    __m256 amax;
+    const __m256 max = first_absmax8(xT, 32, &amax);
+    const __m256 zero_group = _mm256_cmp_ps(amax, _mm256_set1_ps(QFS_GROUP_MAX_EPS), _CMP_LT_OQ);
+    __m256 wx[32];
+    for (int i = 0; i < 32; i++)
+        wx[i] = _mm256_mul_ps(wT[i], xT[i]);
+
+    __m256 scale = zero, best = zero, bisc = zero;
+    for (int t = 0; t < 19; t++) {
+        /* t = 0: -nmax/max; then is = -9..-1, 1..9 */
+        const int is = t <= 9 ? t - 10 : t - 9;
+        const float num = t == 0 ? (float)(-nmax) : -((float)nmax + 0.1f * (float)is);
+        const __m256 isc = _mm256_div_ps(_mm256_set1_ps(num), max);
+        __m256 sumlx = zero, suml2 = zero;
+        for (int i = 0; i < 32; i++) {
+            const __m256 fl = _mm256_cvtepi32_ps(nearest_clamp(_mm256_mul_ps(isc, xT[i]), ilo, ihi));
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], fl));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wT[i], fl), fl));
+        }
+        const __m256 s = _mm256_div_ps(sumlx, suml2);
+        if (t == 0) {
+            scale = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_NEQ_UQ), s);
+            best = _mm256_mul_ps(scale, sumlx);
+            bisc = isc;
+        } else {
+            const __m256 better =
+                _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
+                              _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2),
+                                            _CMP_GT_OQ));
+            scale = blend(scale, s, better);
+            best = blend(best, _mm256_mul_ps(s, sumlx), better);
+            bisc = blend(bisc, isc, better);
+        }
+    }
+    float isc[8];
+    _mm256_storeu_ps(isc, bisc);
+    const int zg = _mm256_movemask_ps(zero_group);
+    const __m256i off = _mm256_set1_epi32(nmax);
+    for (int b = 0; b < 8; b++) {
+        __m256i q[4];
+        const __m256 vi = _mm256_set1_ps(isc[b]);
+        for (int v = 0; v < 4; v++)
+            q[v] = zg >> b & 1 ? _mm256_setzero_si256()
+                               : _mm256_add_epi32(nearest_clamp(_mm256_mul_ps(vi, _mm256_loadu_ps(x + 32 * b + 8 * v)), ilo, ihi), off);
+        store_u8x32(L[b], q[0], q[1], q[2], q[3]);
+    }
+    return _mm256_andnot_ps(zero_group, scale);
+}
+
+/* qfs_lw_qkx3_quants32(nmax, ...) of 8 blocks: the scales, *min_out the
+ * mins; L[j] gets block j's levels.  The steps run one after the other in
+ * every lane, each lane with its own running min and best error. */
+static inline QFS_AVX2 __m256 qkx3_search8(int nmax, const float *x, const __m256 *xT,
+                                           const __m256 *wT, uint8_t L[8][32], __m256 *min_out)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i ilo = _mm256_setzero_si256(), ihi = _mm256_set1_epi32(nmax);
+    __m256 min, max;
+    minmax_8blocks(x, &min, &max);
+    __m256 sum_w = wT[0];
+    __m256 sum_x = _mm256_mul_ps(sum_w, xT[0]);
+    for (int i = 1; i < 32; i++) {
+        sum_w = _mm256_add_ps(sum_w, wT[i]);
+        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wT[i], xT[i]));
+    }
+    min = _mm256_andnot_ps(_mm256_cmp_ps(min, zero, _CMP_GT_OQ), min); /* min > 0 -> +0 */
+    const __m256 flat = _mm256_cmp_ps(max, min, _CMP_LE_OQ);
+
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)nmax), _mm256_sub_ps(max, min));
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+    __m256 best = zero;
+    for (int i = 0; i < 32; i++) {
+        const __m256 fl = _mm256_cvtepi32_ps(nearest_clamp(_mm256_mul_ps(iscale, _mm256_sub_ps(xT[i], min)), ilo, ihi));
+        const __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(scale, fl), min), xT[i]);
+        best = _mm256_add_ps(best, _mm256_mul_ps(wT[i], _mm256_mul_ps(diff, diff)));
+    }
+    __m256 L_isc = iscale, L_min = min;
+
+    __m256 lev[32];
+    for (int step = 0; step <= 36; step++) {
+        const float num = -0.9f + 0.05f * (float)step + (float)nmax;
+        const __m256 isc = _mm256_div_ps(_mm256_set1_ps(num), _mm256_sub_ps(max, min));
+        __m256 sl = zero, sl2 = zero, sxl = zero;
+        for (int i = 0; i < 32; i++) {
+            const __m256 fl = _mm256_cvtepi32_ps(nearest_clamp(_mm256_mul_ps(isc, _mm256_sub_ps(xT[i], min)), ilo, ihi));
+            const __m256 wl = _mm256_mul_ps(wT[i], fl);
+            lev[i] = fl;
+            sl = _mm256_add_ps(sl, wl);
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, fl));
+            sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, xT[i]));
+        }
+        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sl2), _mm256_mul_ps(sl, sl));
+        const __m256 sn = _mm256_sub_ps(_mm256_mul_ps(sum_w, sxl), _mm256_mul_ps(sum_x, sl));
+        const __m256 mn = _mm256_sub_ps(_mm256_mul_ps(sl2, sum_x), _mm256_mul_ps(sl, sxl));
+        __m256 s = _mm256_div_ps(sn, D);
+        __m256 m = _mm256_div_ps(mn, D);
+        const __m256 mpos = _mm256_cmp_ps(m, zero, _CMP_GT_OQ);
+        m = _mm256_andnot_ps(mpos, m);
+        s = blend(s, _mm256_div_ps(sxl, sl2), mpos);
+        __m256 err = zero;
+        for (int i = 0; i < 32; i++) {
+            const __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, lev[i]), m), xT[i]);
+            err = _mm256_add_ps(err, _mm256_mul_ps(wT[i], _mm256_mul_ps(diff, diff)));
+        }
+        __m256 keep = _mm256_and_ps(_mm256_cmp_ps(D, zero, _CMP_GT_OQ),
+                                    _mm256_cmp_ps(err, best, _CMP_LT_OQ));
+        keep = _mm256_andnot_ps(flat, keep);
+        best = blend(best, err, keep);
+        scale = blend(scale, s, keep);
+        L_isc = blend(L_isc, isc, keep);
+        L_min = blend(L_min, min, keep);
+        min = blend(min, m, keep);
+    }
+    float li[8], lm[8];
+    _mm256_storeu_ps(li, L_isc);
+    _mm256_storeu_ps(lm, L_min);
+    const int fl = _mm256_movemask_ps(flat);
+    for (int b = 0; b < 8; b++) {
+        __m256i q[4];
+        const __m256 vi = _mm256_set1_ps(li[b]), vm = _mm256_set1_ps(lm[b]);
+        for (int v = 0; v < 4; v++) {
+            const __m256 xv = _mm256_loadu_ps(x + 32 * b + 8 * v);
+            q[v] = fl >> b & 1 ? _mm256_setzero_si256()
+                               : nearest_clamp(_mm256_mul_ps(vi, _mm256_sub_ps(xv, vm)), ilo, ihi);
+        }
+        store_u8x32(L[b], q[0], q[1], q[2], q[3]);
+    }
+    *min_out = min;
+    return _mm256_andnot_ps(flat, scale);
+}
+
+static QFS_AVX2 void quantize_8_q4_0_w(const float *x, const float *qw, float sigma2, block_q4_0 *y)
+{
+    __m256 xT[32], wT[32];
+    uint8_t L[8][32];
+    uint32_t h[8];
+    tr32x8(x, xT);
+    importance8(xT, qw, sigma2, wT);
+    _mm256_storeu_si256((__m256i *)h, fp32_to_fp16_8(qx_search8(8, x, xT, wT, L)));
+    for (int b = 0; b < 8; b++) {
+        y[b].d = (uint16_t)h[b];
+        qfs_pack_nibbles32(L[b], y[b].qs);
+    }
+}
+
+static QFS_AVX2 void quantize_8_q5_0_w(const float *x, const float *qw, float sigma2, block_q5_0 *y)
+{
+    __m256 xT[32], wT[32];
+    uint8_t L[8][32];
+    uint32_t h[8];
+    tr32x8(x, xT);
+    importance8(xT, qw, sigma2, wT);
+    _mm256_storeu_si256((__m256i *)h, fp32_to_fp16_8(qx_search8(16, x, xT, wT, L)));
+    for (int b = 0; b < 8; b++) {
+        y[b].d = (uint16_t)h[b];
+        qfs_pack_nibbles32(L[b], y[b].qs);
+        qfs_pack_qh32(L[b], y[b].qh);
+    }
+}
+
+static QFS_AVX2 void quantize_8_q4_1_w(const float *x, const float *qw, float sigma2, block_q4_1 *y)
+{
+    __m256 xT[32], wT[32], min;
+    uint8_t L[8][32];
+    uint32_t h[8], hm[8];
+    tr32x8(x, xT);
+    importance8(xT, qw, sigma2, wT);
+    _mm256_storeu_si256((__m256i *)h, fp32_to_fp16_8(qkx3_search8(15, x, xT, wT, L, &min)));
+    _mm256_storeu_si256((__m256i *)hm, fp32_to_fp16_8(min));
+    for (int b = 0; b < 8; b++) {
+        y[b].d = (uint16_t)h[b];
+        y[b].m = (uint16_t)hm[b];
+        qfs_pack_nibbles32(L[b], y[b].qs);
+    }
+}
+
+static QFS_AVX2 void quantize_8_q5_1_w(const float *x, const float *qw, float sigma2, block_q5_1 *y)
+{
+    __m256 xT[32], wT[32], min;
+    uint8_t L[8][32];
+    uint32_t h[8], hm[8];
+    tr32x8(x, xT);
+    importance8(xT, qw, sigma2, wT);
+    _mm256_storeu_si256((__m256i *)h, fp32_to_fp16_8(qkx3_search8(31, x, xT, wT, L, &min)));
+    _mm256_storeu_si256((__m256i *)hm, fp32_to_fp16_8(min));
+    for (int b = 0; b < 8; b++) {
+        y[b].d = (uint16_t)h[b];
+        y[b].m = (uint16_t)hm[b];
+        qfs_pack_nibbles32(L[b], y[b].qs);
+        qfs_pack_qh32(L[b], y[b].qh);
+    }
+}
+
 /* ---- rows -------------------------------------------------------------------------- */
 
 QFS_AVX2 void qfs_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, const float *imatrix)
@@ -294,19 +504,23 @@ QFS_AVX2 void qfs_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, co
         qfs_quantize_block_q8_0(x + i * QK8_0, &y[i]);
 }
 
-/* Plain rows of a legacy type t; with an imatrix, the portable weighted row
- * function (for now). */
+/* Rows of a legacy type t: plain, or weighted (sigma2 of the whole row first,
+ * as qfs_quantize_row_<t> does). */
 #define LEGACY_ROWS_AVX2(t, qk)                                                              \
     QFS_AVX2 void qfs_quantize_row_##t##_avx2(const float *x, void *vy, int64_t n,          \
                                               const float *imatrix)                         \
     {                                                                                        \
-        if (imatrix != NULL) {                                                               \
-            qfs_quantize_row_##t(x, vy, n, imatrix);                                         \
-            return;                                                                          \
-        }                                                                                    \
         block_##t *y = vy;                                                                   \
         const int64_t nb = n / (qk);                                                         \
         int64_t i = 0;                                                                       \
+        if (imatrix != NULL) {                                                               \
+            const float sigma2 = qfs_row_sigma2(x, n);                                       \
+            for (; i + 8 <= nb; i += 8)                                                      \
+                quantize_8_##t##_w(x + i * (qk), imatrix + i * (qk), sigma2, &y[i]);         \
+            for (; i < nb; i++)                                                              \
+                qfs_quantize_block_##t##_w(x + i * (qk), imatrix + i * (qk), sigma2, &y[i]); \
+            return;                                                                          \
+        }                                                                                    \
         for (; i + 8 <= nb; i += 8)                                                          \
             quantize_8_##t(x + i * (qk), &y[i]);                                             \
         for (; i < nb; i++)                                                                  \
