@@ -116,10 +116,18 @@ size_t qfs_row_size(enum qfs_type t, int64_t n)
 
 #if defined(__x86_64__)
 static const qfs_row_quantizer simd_rows_avx2[QFS_TYPE_COUNT] = {
-    [QFS_TYPE_Q2_K] = qfs_quantize_row_q2_K_avx2, [QFS_TYPE_Q3_K] = qfs_quantize_row_q3_K_avx2,
+    [QFS_TYPE_Q4_0] = qfs_quantize_row_q4_0_avx2,
+    [QFS_TYPE_Q4_1] = qfs_quantize_row_q4_1_avx2,
+    [QFS_TYPE_Q5_0] = qfs_quantize_row_q5_0_avx2,
+    [QFS_TYPE_Q5_1] = qfs_quantize_row_q5_1_avx2,
+    [QFS_TYPE_Q8_0] = qfs_quantize_row_q8_0_avx2,
+    [QFS_TYPE_Q2_K] = qfs_quantize_row_q2_K_avx2,
+    [QFS_TYPE_Q3_K] = qfs_quantize_row_q3_K_avx2,
     [QFS_TYPE_Q4_K] = qfs_quantize_row_q4_K_avx2,
     [QFS_TYPE_Q5_K] = qfs_quantize_row_q5_K_avx2,
     [QFS_TYPE_Q6_K] = qfs_quantize_row_q6_K_avx2,
+    [QFS_TYPE_IQ4_NL] = qfs_quantize_row_iq4_nl_avx2,
+    [QFS_TYPE_IQ4_XS] = qfs_quantize_row_iq4_xs_avx2,
 };
 #endif
 

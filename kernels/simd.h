@@ -37,6 +37,15 @@ void qfs_quantize_row_q3_K_avx2(const float *x, void *y, int64_t n, const float 
 void qfs_quantize_row_q4_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q5_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q6_K_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+/* quant_iq4_avx2.c */
+void qfs_quantize_row_iq4_nl_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq4_xs_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+/* quant_legacy_avx2.c */
+void qfs_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_q4_0_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_q4_1_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_q5_0_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_q5_1_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 #endif
 
 #endif

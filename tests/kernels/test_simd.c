@@ -16,7 +16,9 @@
 #include "kernels/simd.h"
 #include "testdata.h"
 
-static const int64_t row_lengths[] = {256, 512, 768, 1024, 2048, 4096};
+/* the last four only for 32-element block types: block counts that are not
+ * a multiple of 8 (SIMD variants that take 8 blocks at a time have a tail) */
+static const int64_t row_lengths[] = {256, 512, 768, 1024, 2048, 4096, 32, 96, 800, 4000};
 
 static void fill_row(struct rng *r, int d, int64_t row, float *x, int64_t n)
 {
@@ -44,12 +46,17 @@ static long compare_type(enum qfs_type t, qfs_row_quantizer simd, int im, long t
     struct rng r = {0x51d0u + 977u * (unsigned)t + 31u * (unsigned)im};
     long blocks = 0;
     int reported = 0;
+    long nlengths = 0;
+    for (size_t li = 0; li < sizeof row_lengths / sizeof row_lengths[0]; li++)
+        nlengths += row_lengths[li] % ti->blck == 0;
     for (size_t li = 0; li < sizeof row_lengths / sizeof row_lengths[0]; li++) {
         const int64_t n = row_lengths[li];
+        if (n % ti->blck != 0)
+            continue;
         const int64_t nb = n / ti->blck;
         /* the blocks of one type and mode spread evenly over lengths and distributions */
         const int64_t nrows =
-            target_blocks / (long)(sizeof row_lengths / sizeof row_lengths[0]) / D_COUNT / nb + 4;
+            target_blocks / nlengths / D_COUNT / nb + 4;
         const size_t rs = qfs_row_size(t, n);
         float *x = malloc(sizeof(float) * (size_t)n);
         float *imx = malloc(sizeof(float) * (size_t)n);
@@ -95,7 +102,11 @@ static long compare_type(enum qfs_type t, qfs_row_quantizer simd, int im, long t
 
 /* Values outside testdata.h's range: subnormals, near FLT_MAX, signed zeros
  * around a single value, 1e-30 next to 1e30; importance zero, wide, tiny.
- * Inputs whose searches overflow to inf/NaN must still give equal bytes. */
+ * Inputs whose searches overflow to inf/NaN must still give equal bytes.
+ * And exact ties: blocks on a half-integer grid whose largest magnitude is
+ * 8, 16, 127 or 128 (both signs, often twice), so that a unit scale puts
+ * values exactly on rounding midpoints; blocks of one repeated value; all-zero
+ * blocks between normal ones. */
 static long compare_extremes(enum qfs_type t, qfs_row_quantizer simd)
 {
     const struct qfs_type_info *ti = qfs_type_info(t);
@@ -105,9 +116,15 @@ static long compare_extremes(enum qfs_type t, qfs_row_quantizer simd)
     const size_t rs = qfs_row_size(t, N);
     struct rng r = {0xe7u + (unsigned)t};
     long blocks = 0;
+    static const float grid_max[] = {8.0f, 16.0f, 127.0f, 128.0f, 15.0f, 31.0f};
     for (int it = 0; it < 1200; it++) {
-        const int kind = it % 8;
+        const int kind = it % 12;
+        float gm = grid_max[rng_u64(&r) % 6], cval = rng_normal(&r);
         for (int i = 0; i < N; i++) {
+            if (i % 32 == 0) {
+                gm = grid_max[rng_u64(&r) % 6];
+                cval = rng_u64(&r) % 4 == 0 ? 0.0f : rng_normal(&r);
+            }
             const float v = rng_normal(&r);
             switch (kind) {
             case 0: x[i] = v * 1e-39f; break;
@@ -117,7 +134,24 @@ static long compare_extremes(enum qfs_type t, qfs_row_quantizer simd)
             case 4: x[i] = v * 3e-38f; break;
             case 5: x[i] = i % 16 == 0 ? v * 1e-44f : 0.0f; break;
             case 6: x[i] = v * 1e38f; break;
-            default: x[i] = i % 7 == 0 ? -0.0f : (float)(int)(v * 3.0f); break;
+            case 7: x[i] = i % 7 == 0 ? -0.0f : (float)(int)(v * 3.0f); break;
+            case 8: /* half-integer grid in [-gm, gm], the extremes often present */
+                x[i] = (float)((int)(rng_u64(&r) % (uint64_t)(4 * gm + 1)) - (int)(2 * gm)) * 0.5f;
+                if (i % 32 == 3 || i % 32 == 17)
+                    x[i] = rng_u64(&r) & 1 ? gm : -gm;
+                break;
+            case 9: /* the grid scaled by a power of two */
+                x[i] = (float)((int)(rng_u64(&r) % (uint64_t)(4 * gm + 1)) - (int)(2 * gm)) *
+                       0x1p-10f;
+                if (i % 32 == 0)
+                    x[i] = (rng_u64(&r) & 1 ? gm : -gm) * 0x1p-9f;
+                break;
+            case 10: /* one value per block (sometimes zero) */
+                x[i] = i % 32 == 31 && rng_u64(&r) % 3 == 0 ? -cval : cval;
+                break;
+            default: /* all-zero blocks (signed zeros) between normal ones */
+                x[i] = (i / 32) % 2 ? (i & 2 ? 0.0f : -0.0f) : v;
+                break;
             }
             const int ws = (it / 8) % 3;
             w[i] = ws == 0   ? 0.0f
@@ -153,7 +187,8 @@ static void check_dispatch(enum qfs_simd best)
     const int64_t n = 4096, nrows = 8;
     float *x = malloc(sizeof(float) * (size_t)(n * nrows));
     float *imx = malloc(sizeof(float) * (size_t)n);
-    uint8_t *a = malloc((size_t)(n * nrows)), *b = malloc((size_t)(n * nrows));
+    /* room for any type (Q8_0 takes more than a byte per element) */
+    uint8_t *a = malloc((size_t)(n * nrows) * 4), *b = malloc((size_t)(n * nrows) * 4);
     if (!x || !imx || !a || !b)
         exit(1);
     fill(&r, D_NORMAL, x, n * nrows);
