@@ -391,6 +391,9 @@ static int check_args(enum qfs_type t, int64_t nrows, int64_t n, const float *im
     return 0;
 }
 
+/* Elements widened per batch on the CPU path (64 KiB of f32). */
+#define CPU_BATCH_FLOATS 16384
+
 int qfs_quantize_rows_cpu(enum qfs_type t, enum qfs_dtype dt, const uint8_t *const *rows,
                           int64_t nrows, int64_t n_per_row, const float *imatrix, void *dst)
 {
@@ -403,14 +406,27 @@ int qfs_quantize_rows_cpu(enum qfs_type t, enum qfs_dtype dt, const uint8_t *con
     const struct qfs_type_info *ti = qfs_type_info(t);
     if (ti->prepare && (rc = ti->prepare()) < 0)
         return rc; /* its one-time tables: -ENOMEM, so qfs_quantize_rows' 0 means -EINVAL */
-    float *f = malloc((size_t)nrows * (size_t)n_per_row * sizeof *f);
+    /* Widen and quantize a few rows at a time: rows quantize independently, so the bytes
+     * are those of one call over all rows, while the f32 batch stays in L2 (and in
+     * malloc's heap) instead of a chunk-sized buffer that is faulted in, streamed through
+     * memory twice and unmapped again on every chunk. */
+    const int64_t batch = n_per_row >= CPU_BATCH_FLOATS ? 1 : CPU_BATCH_FLOATS / n_per_row;
+    const int64_t nb = batch < nrows ? batch : nrows;
+    float *f = malloc((size_t)nb * (size_t)n_per_row * sizeof *f);
     if (!f)
         return -ENOMEM;
-    for (int64_t r = 0; r < nrows; r++)
-        qfs_to_f32(dt, rows[r], f + r * n_per_row, n_per_row);
-    const size_t n = qfs_quantize_rows(t, f, dst, nrows, n_per_row, imatrix);
+    uint8_t *out = dst;
+    for (int64_t r0 = 0; r0 < nrows && rc == 0; r0 += nb) {
+        const int64_t k = nrows - r0 < nb ? nrows - r0 : nb;
+        for (int64_t r = 0; r < k; r++)
+            qfs_to_f32(dt, rows[r0 + r], f + r * n_per_row, n_per_row);
+        const size_t n = qfs_quantize_rows(t, f, out, k, n_per_row, imatrix);
+        if (n != (size_t)k * row_size)
+            rc = -EINVAL;
+        out += (size_t)k * row_size;
+    }
     free(f);
-    return n == (size_t)nrows * row_size ? 0 : -EINVAL;
+    return rc;
 }
 
 static int gpu_type(enum qfs_type t, int *needs_sigma2)
