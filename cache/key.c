@@ -11,6 +11,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "cache/xxh.h"
+
 /* A keybuf whose allocation failed is poisoned: cap == SIZE_MAX, buf == NULL.
  * Every later add fails, so a caller checking only the last add still notices. */
 #define KB_POISON SIZE_MAX
@@ -89,12 +91,12 @@ static void canon128(XXH128_hash_t h, struct qfs_cache_key *key)
  * Cannot fail; the key is meaningless if any add failed (callers check adds). */
 void qfs_keybuf_finish(struct qfs_cache_keybuf *kb, struct qfs_cache_key *key)
 {
-    canon128(XXH3_128bits(kb->buf, kb->len), key);
+    canon128(qfs_xxh3_128(kb->buf, kb->len), key);
     free(kb->buf);
     qfs_keybuf_init(kb);
 }
 
 void qfs_hash128(const void *p, size_t n, struct qfs_cache_key *out)
 {
-    canon128(XXH3_128bits(p, n), out);
+    canon128(qfs_xxh3_128(p, n), out);
 }

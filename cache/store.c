@@ -26,6 +26,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "cache/xxh.h"
+
 #define MAGIC "QFSC"
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -69,7 +71,7 @@ size_t qfs_store_hdr_encode(const struct qfs_store_hdr *h, uint8_t out[QFS_STORE
     put_le64(out + 24, h->len);
     put_le64(out + 32, h->sum);
     put_le32(out + 40, h->tag);
-    put_le32(out + 44, (uint32_t)XXH3_64bits(out, 44));
+    put_le32(out + 44, (uint32_t)qfs_xxh3_64(out, 44));
     if (h->authed)
         memcpy(out + QFS_STORE_HDR, h->mac, QFS_STORE_MAC);
     return qfs_store_hdr_size(h);
@@ -229,7 +231,7 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
         snprintf(why, whylen, "bad magic");
         goto out;
     }
-    if (get_le32(hdr + 44) != (uint32_t)XXH3_64bits(hdr, 44)) {
+    if (get_le32(hdr + 44) != (uint32_t)qfs_xxh3_64(hdr, 44)) {
         snprintf(why, whylen, "header checksum mismatch");
         goto out;
     }
@@ -270,7 +272,7 @@ int qfs_store_read(const char *path, const struct qfs_cache_key *expect_key, uin
         snprintf(why, whylen, "truncated payload (%zd of %" PRIu64 " bytes)", n, h->len);
         goto out;
     }
-    if (XXH3_64bits(buf, h->len) != h->sum) {
+    if (qfs_xxh3_64(buf, h->len) != h->sum) {
         snprintf(why, whylen, "payload checksum mismatch");
         goto out;
     }
@@ -346,7 +348,7 @@ int qfs_store_write(const char *root, const struct qfs_cache_key *k, uint32_t ta
                     const uint8_t *data, uint64_t len, const struct qfs_store_auth *auth,
                     uint64_t *bytes, const char **what, char **where)
 {
-    struct qfs_store_hdr h = {.key = *k, .len = len, .sum = XXH3_64bits(data, len), .tag = tag};
+    struct qfs_store_hdr h = {.key = *k, .len = len, .sum = qfs_xxh3_64(data, len), .tag = tag};
     *where = NULL;
     if (auth && qfs_store_mac_set(&h, data, auth) < 0) {
         *what = "cannot compute the HMAC of";
@@ -532,7 +534,7 @@ static int read_header_only(const char *path, const struct qfs_cache_key *k, uin
         return -EPROTO;
     }
     if (hs == 0 || (size_t)n < hs || memcmp(hdr, MAGIC, 4) != 0 ||
-        get_le32(hdr + 44) != (uint32_t)XXH3_64bits(hdr, 44) || memcmp(hdr + 8, k->b, 16) != 0 ||
+        get_le32(hdr + 44) != (uint32_t)qfs_xxh3_64(hdr, 44) || memcmp(hdr + 8, k->b, 16) != 0 ||
         get_le64(hdr + 24) + hs != size) {
         snprintf(why, whylen, "bad header");
         return -EBADMSG;
