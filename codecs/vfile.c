@@ -7,6 +7,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 static _Atomic(struct qfs_cache *) hash_store;
@@ -131,6 +133,43 @@ void qfs_vtensor_src_rows(const struct qfs_vtensor *t, int64_t chunk, const uint
     for (int64_t r = 0; r < n; r++)
         rows[r] = vs->t[g]->data + (uint64_t)src_row(vs, r0 + r) * rb;
     *imatrix = t->imatrix ? t->imatrix + g * t->row_elems : NULL;
+}
+
+void qfs_vtensor_hint(const struct qfs_vtensor *t, int64_t chunk)
+{
+    const struct qfs_vsrc *vs = t->vs;
+    if (t->ops || !vs || chunk < 0 || chunk >= t->n_chunks)
+        return;
+    int64_t row0;
+    const int64_t n = qfs_vtensor_chunk_rows(t, chunk, &row0);
+    const int64_t g = row0 / group_rows(t);
+    int64_t lo = row0 % group_rows(t), hi = lo + n;
+    if (lo == 0) {
+        lo = 0, hi = vs->rows;
+    } else if (vs->xform == QFS_XF_PERMUTE_QK) { /* rows move within their head only */
+        const int64_t hd = vs->rows / vs->xform_heads;
+        lo = lo / hd * hd;
+        hi = (hi + hd - 1) / hd * hd;
+    }
+    const uint64_t rb = (uint64_t)vs->row_elems * qfs_dtype_size(vs->dtype);
+    const long pg = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = pg > 0 ? (uintptr_t)pg : 4096u;
+    const uintptr_t a = (uintptr_t)(vs->t[g]->data + (uint64_t)lo * rb) & ~(page - 1);
+    const uintptr_t b = (uintptr_t)(vs->t[g]->data + (uint64_t)hi * rb);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_WILLNEED);
+}
+
+bool qfs_vfile_next_chunk(const struct qfs_vfile *vf, const struct qfs_vtensor **t, int64_t *c,
+                          bool across)
+{
+    const struct qfs_vtensor *end = vf->tensors + vf->n_tensors;
+    while (++*c >= (*t)->n_chunks) {
+        if (!across || ++*t >= end)
+            return false;
+        *c = -1;
+    }
+    return true;
 }
 
 static enum qfs_type dtype_as_type(enum qfs_dtype dt)

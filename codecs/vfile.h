@@ -153,6 +153,18 @@ void qfs_vtensor_src_rows(const struct qfs_vtensor *t, int64_t chunk, const uint
  * bytes: same input, same output on every host.  0 or -ENOMEM. */
 int qfs_vtensor_produce(const struct qfs_vtensor *t, int64_t chunk, uint8_t *dst);
 
+/* Ask the kernel to start reading the source bytes chunk `chunk` of t will read
+ * (madvise WILLNEED on the mapping), so that a chunk produced later does not wait on
+ * the disk page by page: its rows, or for the first chunk of a group the whole source
+ * tensor (its key hashes all of it).  Only a hint: no error, no effect on the bytes.
+ * Tensors of other codecs (ops set): nothing. */
+void qfs_vtensor_hint(const struct qfs_vtensor *t, int64_t chunk);
+
+/* Step (*t, *c) to the next chunk in vf: of the same tensor, or (across) the first of
+ * the next tensor that has any.  false at the end (then *t, *c are unspecified). */
+bool qfs_vfile_next_chunk(const struct qfs_vfile *vf, const struct qfs_vtensor **t, int64_t *c,
+                          bool across);
+
 /* The cache key of one chunk: XXH3-128 over the content hash of the source the chunk
  * reads (its group's), its dtype and shape, the transform, the output type, the row range
  * and the codec version.  Hashes that source on first use.  0 or negative errno. */

@@ -177,17 +177,12 @@ void qfs_prefetch_after(struct qfs_prefetch *p, const struct qfs_vfile *vf,
 {
     if (!p || chunk < 0)
         return;
-    const struct qfs_vtensor *end = vf->tensors + vf->n_tensors;
     bool wake = false;
     pthread_mutex_lock(&p->lock);
     int64_t c = chunk;
     for (unsigned k = 0; k < p->window && !p->stop; k++) {
-        /* the next chunk: of this tensor, or (across) the first of the next one with any */
-        while (++c >= t->n_chunks) {
-            if (!across || ++t >= end)
-                goto out;
-            c = -1;
-        }
+        if (!qfs_vfile_next_chunk(vf, &t, &c, across))
+            goto out;
         struct recent *r = &p->recent[recent_slot(t, c)];
         if (r->t == t && r->chunk == c && p->seq - r->seq < RECENT_SPAN(p)) {
             p->st.skipped_recent++;

@@ -77,6 +77,20 @@ static int chunk_key(struct qfs_read_stats *stats, const struct qfs_vfile *vf,
     return rc;
 }
 
+/* A chunk being quantized: the source of the one HINT_AHEAD chunks further (past the
+ * prefetch window) starts coming from the disk, so that neither its hash nor its rows
+ * wait on page faults one read at a time.  Into the next tensors too: a prefetch job
+ * does not know whether its reader streams. */
+#define HINT_AHEAD 8
+
+static void hint_ahead(const struct qfs_vfile *vf, const struct qfs_vtensor *t, int64_t c)
+{
+    for (int k = 0; k < HINT_AHEAD; k++)
+        if (!qfs_vfile_next_chunk(vf, &t, &c, true))
+            return;
+    qfs_vtensor_hint(t, c);
+}
+
 /* Cache fill callback: quantize one chunk (no cache lock is held here).  A chunk is
  * counted here, before the cache publishes it, so a reader woken by it (or a status
  * read after that reader's reply) already sees the count. */
@@ -87,6 +101,7 @@ static int fill_chunk(void *arg, uint8_t *dst, uint64_t len)
         return -EINVAL;
     /* A reader about to quantize: the pool starts on the following chunks meanwhile. */
     qfs_prefetch_after(f->prefetch, f->vf, f->t, f->chunk, f->stream, f->stats);
+    hint_ahead(f->vf, f->t, f->chunk);
     struct qfs_model *m = f->stats ? f->stats->model : NULL;
     int rc = source_check(m, f->t);
     if (rc < 0)
