@@ -12,8 +12,9 @@ plus hot-read and mmap ratios against a regular file of the same bytes.
              second, MB/s of output, the daemon's anonymous RSS after the read, whether the
              files are byte-identical (ours hashed from a second read); then the same cold
              read with the source safetensors already in the page cache
-  then       for the last type: hot reads (page cache warm) and an mmap page-touch of the
-             whole file, each against a regular file holding the same bytes
+  then       for the last type: hot reads (page cache warm), an mmap page-touch of the
+             whole file, and a read through a fresh mount from the filled disk cache with the
+             page cache dropped, each against a regular file holding the same bytes
 
 The reference is the llama-quantize CLI built natively by bench/build_llama_quantize.sh
 (cached in the build directory), or with --npm (or when it cannot be built) the npm
@@ -197,9 +198,9 @@ def main():
                   f"{cpu2 / t_c2:.2f} |", flush=True)
             last = ty
         if last:
+            reg = os.path.join(work, "regular.bin")
             with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache}{opts_extra}") as m:
                 path = os.path.join(m.mnt, "bench", f"bench.{last}.gguf")
-                reg = os.path.join(work, "regular.bin")
                 shutil.copyfile(path, reg)
                 n, _, _ = read_sha(path)  # the page cache of both warm
                 read_sha(reg)
@@ -207,12 +208,26 @@ def main():
                 hot_reg = min(q.read_all(reg)[1] for _ in range(3))
                 mm = min(touch_mmap(path) for _ in range(3))
                 mm_reg = min(touch_mmap(reg) for _ in range(3))
-                os.unlink(reg)
+            # A fresh mount over the filled cache with no page cache (a remount or a reboot):
+            # every chunk read back from its disk entry and verified, against the regular
+            # file read from disk
+            disk, disk_reg = [], []
+            for _ in range(2):
+                q.drop_caches()
+                with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache}{opts_extra}") as m:
+                    disk.append(read_sha(os.path.join(m.mnt, "bench", f"bench.{last}.gguf"),
+                                         hash_it=False)[1])
+                q.drop_caches()
+                disk_reg.append(read_sha(reg, hash_it=False)[1])
+            os.unlink(reg)
             print()
             print(f"hot read of {last} (page cache warm, 1 MiB reads): {n / 1e9 / hot:.2f} GB/s, regular file "
                   f"{n / 1e9 / hot_reg:.2f} GB/s: {hot_reg / hot:.2f}x of a regular file")
             print(f"mmap page-touch of {last}: {n / 1e9 / mm:.2f} GB/s, regular file {n / 1e9 / mm_reg:.2f} GB/s: "
                   f"{mm_reg / mm:.2f}x of a regular file")
+            print(f"remount read of {last} (chunks from quantfs's disk cache, page cache dropped): "
+                  f"{n / 1e9 / min(disk):.2f} GB/s, regular file from disk {n / 1e9 / min(disk_reg):.2f} GB/s: "
+                  f"{min(disk_reg) / min(disk):.2f}x of a regular file")
     finally:
         if not a.dir:
             shutil.rmtree(work, ignore_errors=True)
