@@ -880,3 +880,18 @@ void qfs_cache_srchash_put(struct qfs_cache *c, const struct qfs_file_id *id, ui
     c->st.fills -= outcome == 2; /* fills count chunk work, not these 16 bytes */
     pthread_mutex_unlock(&c->lock);
 }
+
+void qfs_cache_hint(struct qfs_cache *c, const struct qfs_cache_key *k)
+{
+    if (!c->root)
+        return;
+    char *path = qfs_store_path(c->root, k);
+    if (!path)
+        return;
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    free(path);
+    if (fd < 0)
+        return;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+    close(fd);
+}

@@ -102,6 +102,12 @@ int qfs_cache_get_tagged(struct qfs_cache *c, const struct qfs_cache_key *key, u
                          const struct qfs_cache_entry **out, int *outcome);
 void qfs_cache_put(struct qfs_cache *c, const struct qfs_cache_entry *e);
 
+/* Ask the kernel to start reading the disk entry of key k (in the cache directory), so
+ * that a get of it soon after does not wait on the disk: a sequential reader of cached
+ * chunks then has many reads in flight, not one per worker.  Only a hint: nothing is
+ * read, verified or served here; no entry or no disk tier: nothing. */
+void qfs_cache_hint(struct qfs_cache *c, const struct qfs_cache_key *k);
+
 /* Remembered content hashes of source byte ranges, so a remount of unchanged files does
  * not rehash them.  The identity is (device, inode, size, mtime in ns) of the file plus
  * the range: a file changed in any of these never finds an old hash. */

@@ -91,6 +91,26 @@ static void hint_ahead(const struct qfs_vfile *vf, const struct qfs_vtensor *t, 
     qfs_vtensor_hint(t, c);
 }
 
+/* A chunk that came from its disk entry: the entry of the one HINT_AHEAD chunks further
+ * in the same tensor and group (whose source hash is known: no hashing here) starts
+ * coming from the disk. */
+static void hint_cached_ahead(struct qfs_cache *cache, struct qfs_read_stats *stats,
+                              const struct qfs_vfile *vf, const struct qfs_vtensor *t,
+                              int64_t chunk)
+{
+    const int64_t c = chunk + HINT_AHEAD;
+    if (t->ops || c >= t->n_chunks || t->group_rows <= 0)
+        return;
+    int64_t r0, r1;
+    qfs_vtensor_chunk_rows(t, chunk, &r0);
+    qfs_vtensor_chunk_rows(t, c, &r1);
+    if (r0 / t->group_rows != r1 / t->group_rows)
+        return;
+    struct qfs_cache_key key;
+    if (chunk_key(stats, vf, t, c, &key) == 0)
+        qfs_cache_hint(cache, &key);
+}
+
 /* Cache fill callback: quantize one chunk (no cache lock is held here).  A chunk is
  * counted here, before the cache publishes it, so a reader woken by it (or a status
  * read after that reader's reply) already sees the count. */
@@ -131,11 +151,14 @@ int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stat
         return rc;
     struct chunk_fill f = {.vf = vf, .t = t, .chunk = chunk, .stats = stats};
     const struct qfs_cache_entry *e = NULL;
+    int outcome = -1;
     rc = qfs_cache_get_tagged(cache, &key, qfs_vfile_cache_tag(vf),
-                              qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e, NULL);
+                              qfs_vtensor_chunk_bytes(t, chunk), fill_chunk, &f, &e, &outcome);
     if (rc < 0)
         return rc;
     qfs_cache_put(cache, e);
+    if (outcome == 1)
+        hint_cached_ahead(cache, stats, vf, t, chunk);
     return 0;
 }
 
@@ -188,6 +211,8 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
      * for a fill, or entering a cached chunk at its start, keeps the window moving. */
     if (outcome == 3 || (outcome != 2 && skip == 0))
         qfs_prefetch_after(ctx->prefetch, vf, t, chunk, ctx->stream, ctx->stats);
+    if (outcome == 1)
+        hint_cached_ahead(ctx->cache, ctx->stats, vf, t, chunk);
     if (ctx->stats && outcome != 2)
         atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
     return 0;
