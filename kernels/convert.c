@@ -4,6 +4,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -99,8 +100,10 @@ static int use_f16c(void)
         return 0;
     int h = atomic_load_explicit(&have_f16c, memory_order_relaxed);
     if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("f16c") ? 1 : 0;
+        /* CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports has no "f16c"); the
+         * OS's AVX state was checked with AVX2 by qfs_simd_level */
+        unsigned a, b, c, d;
+        h = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) ? 1 : 0;
         atomic_store_explicit(&have_f16c, h, memory_order_relaxed);
     }
     return h;

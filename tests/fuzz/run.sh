@@ -26,7 +26,11 @@ if ! command -v clang >/dev/null; then
   exit 1
 fi
 [ -d "$build" ] || CC=clang meson setup "$build" -Dfuzz=true -Dcuda=disabled >/dev/null
-ninja -C "$build" >/dev/null
+if ! ninja -C "$build" >"$build/ninja.log" 2>&1; then
+  cat "$build/ninja.log" >&2
+  echo "fuzz: the fuzz build failed" >&2
+  exit 1
+fi
 python3 tests/fuzz/corpus.py "$out/seed" "${QFS_SHARED:-}" >/dev/null
 declare -A max_len=([safetensors]=16384 [st_index]=4096 [hf_config]=4096 [tokenizer_json]=65536
                     [sentencepiece]=65536 [imatrix]=65536 [cache_entry]=4096 [manifest]=4096)
