@@ -145,7 +145,7 @@ void qfs_vtensor_hint(const struct qfs_vtensor *t, int64_t chunk)
     const int64_t g = row0 / group_rows(t);
     int64_t lo = row0 % group_rows(t), hi = lo + n;
     if (lo == 0) {
-        lo = 0, hi = vs->rows;
+        hi = vs->rows;
     } else if (vs->xform == QFS_XF_PERMUTE_QK) { /* rows move within their head only */
         const int64_t hd = vs->rows / vs->xform_heads;
         lo = lo / hd * hd;

@@ -92,11 +92,12 @@ static void hint_ahead(const struct qfs_vfile *vf, const struct qfs_vtensor *t, 
 }
 
 /* A chunk that came from its disk entry: the entry of the one HINT_AHEAD chunks further
- * in the same tensor and group (whose source hash is known: no hashing here) starts
- * coming from the disk. */
-static void hint_cached_ahead(struct qfs_cache *cache, struct qfs_read_stats *stats,
-                              const struct qfs_vfile *vf, const struct qfs_vtensor *t,
-                              int64_t chunk)
+ * in the same tensor and group starts coming from the disk.  Its key needs no source
+ * access (the group's hash was taken for this chunk's key), so it is computed without
+ * chunk_key's source checks: a changed source is found, and counted once, by the read
+ * of that chunk. */
+static void hint_cached_ahead(struct qfs_cache *cache, const struct qfs_vfile *vf,
+                              const struct qfs_vtensor *t, int64_t chunk)
 {
     const int64_t c = chunk + HINT_AHEAD;
     if (t->ops || c >= t->n_chunks || t->group_rows <= 0)
@@ -107,7 +108,7 @@ static void hint_cached_ahead(struct qfs_cache *cache, struct qfs_read_stats *st
     if (r0 / t->group_rows != r1 / t->group_rows)
         return;
     struct qfs_cache_key key;
-    if (chunk_key(stats, vf, t, c, &key) == 0)
+    if (qfs_vtensor_key(vf, t, c, &key) == 0)
         qfs_cache_hint(cache, &key);
 }
 
@@ -158,7 +159,7 @@ int qfs_read_prefetch_chunk(struct qfs_cache *cache, struct qfs_read_stats *stat
         return rc;
     qfs_cache_put(cache, e);
     if (outcome == 1)
-        hint_cached_ahead(cache, stats, vf, t, chunk);
+        hint_cached_ahead(cache, vf, t, chunk);
     return 0;
 }
 
@@ -212,7 +213,7 @@ static int copy_chunk(const struct qfs_read_ctx *ctx, const struct qfs_vfile *vf
     if (outcome == 3 || (outcome != 2 && skip == 0))
         qfs_prefetch_after(ctx->prefetch, vf, t, chunk, ctx->stream, ctx->stats);
     if (outcome == 1)
-        hint_cached_ahead(ctx->cache, ctx->stats, vf, t, chunk);
+        hint_cached_ahead(ctx->cache, vf, t, chunk);
     if (ctx->stats && outcome != 2)
         atomic_fetch_add_explicit(&ctx->stats->cache_hits, 1, memory_order_relaxed);
     return 0;
