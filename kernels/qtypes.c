@@ -128,6 +128,13 @@ static const qfs_row_quantizer simd_rows_avx2[QFS_TYPE_COUNT] = {
     [QFS_TYPE_Q6_K] = qfs_quantize_row_q6_K_avx2,
     [QFS_TYPE_IQ4_NL] = qfs_quantize_row_iq4_nl_avx2,
     [QFS_TYPE_IQ4_XS] = qfs_quantize_row_iq4_xs_avx2,
+    [QFS_TYPE_IQ2_XXS] = qfs_quantize_row_iq2_xxs_avx2,
+    [QFS_TYPE_IQ2_XS] = qfs_quantize_row_iq2_xs_avx2,
+    [QFS_TYPE_IQ2_S] = qfs_quantize_row_iq2_s_avx2,
+    [QFS_TYPE_IQ3_XXS] = qfs_quantize_row_iq3_xxs_avx2,
+    [QFS_TYPE_IQ3_S] = qfs_quantize_row_iq3_s_avx2,
+    [QFS_TYPE_IQ1_S] = qfs_quantize_row_iq1_s_avx2,
+    [QFS_TYPE_IQ1_M] = qfs_quantize_row_iq1_m_avx2,
 };
 #endif
 

@@ -27,22 +27,21 @@
 
 #include "kernels/quant_block.h"
 #include "kernels/quant_block_k.h" /* qfs_make_qp_quants */
+#include "kernels/iq_lattice.h"
 
-/* The search structures of one codebook (built by quant_iq.c from the grid
- * table; read-only afterwards, shared by all threads). */
-struct qfs_iq_lattice {
-    /* level[npos * k + i]: level (0..2 or 0..7) of coordinate i of point k;
-     * the coordinate's lattice position is 2 * level + 1 */
-    const int8_t *level;
-    /* key -> point: key packs one level per coordinate, bits_per_level each
-     * (coordinate i at bit bits_per_level * i).  >= 0: the codebook point
-     * with exactly these levels; < 0: -(1 + o), and neighbours[o] is the
-     * count of the key's neighbour list, neighbours[o + 1 ..] its points. */
-    const int32_t *map;
-    const uint16_t *neighbours;
-    int npos;           /* coordinates per point: 8 or 4 */
-    int bits_per_level; /* 2 or 3 */
-};
+/* The two neighbour searches can be replaced by a SIMD translation unit
+ * (quant_iq_avx2.c) that defines these names before including this header;
+ * its functions must give the same result, bit for bit (the scale search
+ * below too). */
+#ifndef QFS_IQ_NEAREST
+#define QFS_IQ_NEAREST qfs_iq_nearest_listed
+#endif
+#ifndef QFS_IQ1_NEAREST
+#define QFS_IQ1_NEAREST qfs_iq1_nearest_listed
+#endif
+#ifndef QFS_IQ_SEARCH_SCALE
+#define QFS_IQ_SEARCH_SCALE qfs_iq_search_scale
+#endif
 
 #define QFS_IQ_EPS_IQ2 1e-15f     /* ggml GROUP_MAX_EPS */
 #define QFS_IQ_EPS_IQ2_S 1e-8f    /* GROUP_MAX_EPS_IQ2_S */
@@ -108,7 +107,7 @@ static inline QFS_HD int qfs_iq_snap_group(const struct qfs_iq_lattice *lat, con
     const int32_t m = lat->map[key];
     if (m >= 0)
         return 1;
-    qfs_iq_nearest_listed(lat, lat->neighbours + (-m - 1), xval, waux, scale, L);
+    QFS_IQ_NEAREST(lat, lat->neighbours + (-m - 1), xval, waux, scale, L);
     return 0;
 }
 
@@ -139,6 +138,41 @@ struct qfs_iq_search {
     int on_grid_init; /* the "on grid" state before any trial is accepted */
     enum qfs_iq_refit refit;
 };
+
+/* After the trials of qfs_iq_search_scale: redo the groups ggml's variant
+ * redoes at the chosen scale (on_grid[k]: group k's state in the chosen
+ * trial) and refit the scale to them.  Returns the scale. */
+static inline QFS_HD float qfs_iq_refit(const struct qfs_iq_lattice *lat,
+                                        const struct qfs_iq_search *p, const float *xval,
+                                        const float *weight, const float *waux, float scale,
+                                        const int *on_grid, int8_t *L)
+{
+    const int npos = lat->npos;
+    const int ngroups = p->n / npos;
+    int n_off = 0;
+    for (int k = 0; k < ngroups; k++)
+        n_off += !on_grid[k];
+    const int redo = p->refit == QFS_IQ_REFIT_ALL ? scale > 0.0f : (n_off > 0 && scale > 0.0f);
+    if (redo) {
+        const float id = 1.0f / scale;
+        for (int k = 0; k < ngroups; k++) {
+            if (p->refit == QFS_IQ_REFIT_OFF_GRID && on_grid[k])
+                continue;
+            qfs_iq_snap_group(lat, xval + npos * k, waux + npos * k, id, scale, p->nlev,
+                              L + npos * k);
+        }
+        float sumqx = 0.0f, sumq2 = 0.0f;
+        for (int i = 0; i < p->n; i++) {
+            const float w = weight[i];
+            const float q = (float)(2 * L[i] + 1);
+            sumqx += w * xval[i] * q;
+            sumq2 += w * q * q;
+        }
+        if (sumq2 > 0.0f)
+            scale = sumqx / sumq2;
+    }
+    return scale;
+}
 
 /* The sub-block search of IQ2_XXS/XS/S and IQ3_XXS/S on xval >= 0 (but for
  * ggml's parity flip).  scale: the starting scale; den: the divisor of the
@@ -177,30 +211,7 @@ static inline QFS_HD float qfs_iq_search_scale(const struct qfs_iq_lattice *lat,
                 on_grid[k] = on_grid_aux[k];
         }
     }
-
-    int n_off = 0;
-    for (int k = 0; k < ngroups; k++)
-        n_off += !on_grid[k];
-    const int redo = p->refit == QFS_IQ_REFIT_ALL ? scale > 0.0f : (n_off > 0 && scale > 0.0f);
-    if (redo) {
-        const float id = 1.0f / scale;
-        for (int k = 0; k < ngroups; k++) {
-            if (p->refit == QFS_IQ_REFIT_OFF_GRID && on_grid[k])
-                continue;
-            qfs_iq_snap_group(lat, xval + npos * k, waux + npos * k, id, scale, p->nlev,
-                              L + npos * k);
-        }
-        float sumqx = 0.0f, sumq2 = 0.0f;
-        for (int i = 0; i < p->n; i++) {
-            const float w = weight[i];
-            const float q = (float)(2 * L[i] + 1);
-            sumqx += w * xval[i] * q;
-            sumq2 += w * q * q;
-        }
-        if (sumq2 > 0.0f)
-            scale = sumqx / sumq2;
-    }
-    return scale;
+    return qfs_iq_refit(lat, p, xval, weight, waux, scale, on_grid, L);
 }
 
 /* IQ2_XXS's starting scale is ggml's make_qp_quants: qfs_make_qp_quants of
@@ -311,7 +322,7 @@ static inline QFS_HD void qfs_quantize_block_iq2_xxs(const float *x, const float
         if (eff_max <= 0.0f)
             continue;
         memset(L, 0, sizeof L);
-        scale = qfs_iq_search_scale(lat, &p, xval, weight, waux, scale, eff_max, L);
+        scale = QFS_IQ_SEARCH_SCALE(lat, &p, xval, weight, waux, scale, eff_max, L);
         if (scale < 0.0f) { /* never seen; ggml flips scale and signs */
             scale = -scale;
             for (int k = 0; k < 4; k++)
@@ -366,7 +377,7 @@ static inline QFS_HD void qfs_quantize_block_iq2_xs(const float *x, const float 
         if (max < QFS_IQ_EPS_IQ2)
             continue;
         memset(L, 0, sizeof L);
-        float scale = qfs_iq_search_scale(lat, &p, xval, weight, waux,
+        float scale = QFS_IQ_SEARCH_SCALE(lat, &p, xval, weight, waux,
                                           max / (float)(2 * p.kmaxq - 1), max, L);
         if (scale < 0.0f) {
             scale = -scale;
@@ -418,7 +429,7 @@ static inline QFS_HD void qfs_quantize_block_iq2_s(const float *x, const float *
         if (max < QFS_IQ_EPS_IQ2_S)
             continue;
         memset(L, 0, sizeof L);
-        float scale = qfs_iq_search_scale(lat, &p, xval, weight, waux,
+        float scale = QFS_IQ_SEARCH_SCALE(lat, &p, xval, weight, waux,
                                           max / (float)(2 * p.kmaxq - 1), max, L);
         if (scale < 0.0f) {
             scale = -scale;
@@ -476,7 +487,7 @@ static inline QFS_HD void qfs_quantize_block_iq3_xxs(const float *x, const float
         if (max < QFS_IQ_EPS_IQ3_XXS)
             continue;
         memset(L, 0, sizeof L);
-        float scale = qfs_iq_search_scale(lat, &p, xval, weight, waux,
+        float scale = QFS_IQ_SEARCH_SCALE(lat, &p, xval, weight, waux,
                                           max / (float)(2 * p.kmaxq - 1), max, L);
         if (scale < 0.0f) {
             scale = -scale;
@@ -536,7 +547,7 @@ static inline QFS_HD void qfs_quantize_block_iq3_s(const float *x, const float *
         if (max == 0.0f)
             continue;
         memset(L, 0, sizeof L);
-        float scale = qfs_iq_search_scale(lat, &p, xval, weight, waux,
+        float scale = QFS_IQ_SEARCH_SCALE(lat, &p, xval, weight, waux,
                                           max / (float)(2 * p.kmaxq - 1), max, L);
         if (scale < 0.0f) {
             scale = -scale;
@@ -625,8 +636,8 @@ static inline QFS_HD float qfs_iq1_snap(const struct qfs_iq_lattice *lat, const 
         int32_t g = lat->map[key];
         if (g < 0) {
             all_on_grid = 0;
-            g = qfs_iq1_nearest_listed(lat, lat->neighbours + (-g - 1), xb + 8 * k,
-                                       weight + 8 * k, scale, xg[k], L + 8 * k);
+            g = QFS_IQ1_NEAREST(lat, lat->neighbours + (-g - 1), xb + 8 * k,
+                                weight + 8 * k, scale, xg[k], L + 8 * k);
         }
         index[k] = (uint16_t)g;
     }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kernels/iq_grids.h"
+#include "kernels/iq_lattice.h"
 #include "kernels/quant_block_iq.h"
 #include "kernels/quant_rows.h"
 
@@ -107,6 +108,7 @@ static int build(enum lattice_id id)
     int *d2 = malloc((size_t)def->grid_size * sizeof *d2);
     int *hist = malloc(1024 * sizeof *hist);
     uint16_t *nb = NULL;
+    int8_t *tlevel = NULL;
     if (!level || !map || !d2 || !hist)
         goto fail;
     for (int k = 0; k < keys; k++)
@@ -130,32 +132,60 @@ static int build(enum lattice_id id)
         map[key] = j;
     }
 
-    size_t total = 0;
-    for (int k = 0; k < keys; k++)
-        if (map[k] == INT32_MIN && key_reachable(def, k))
-            total += 1 + (size_t)neighbour_list(def, level, k, d2, hist, NULL);
-    nb = malloc(total * sizeof *nb);
-    if (!nb)
-        goto fail;
-    size_t at = 0;
+    /* lists: 2 entries of tlevel offset, the count, the points (iq_lattice.h) */
+    size_t total = 0, ttotal = 0;
     for (int k = 0; k < keys; k++) {
         if (map[k] != INT32_MIN || !key_reachable(def, k))
             continue;
-        const int n = neighbour_list(def, level, k, d2, hist, nb + at + 1);
-        nb[at] = (uint16_t)n;
-        map[k] = -(int32_t)(at + 1);
-        at += 1 + (size_t)n;
+        const size_t n = (size_t)neighbour_list(def, level, k, d2, hist, NULL);
+        total += 3 + n;
+        ttotal += (n + 7) / 8 * 8 * (size_t)npos;
+    }
+    if (ttotal > UINT32_MAX)
+        goto fail; /* cannot happen with ggml's tables */
+    nb = malloc(total * sizeof *nb);
+    tlevel = malloc(ttotal > 0 ? ttotal : 1);
+    if (!nb || !tlevel)
+        goto fail;
+    memset(tlevel, 0, ttotal); /* the padding lanes' level 0 */
+    size_t at = 0, tat = 0;
+    int32_t first = INT32_MIN;
+    for (int k = 0; k < keys; k++) {
+        if (map[k] != INT32_MIN || !key_reachable(def, k))
+            continue;
+        uint16_t *list = nb + at + 2;
+        const int n = neighbour_list(def, level, k, d2, hist, list + 1);
+        list[-2] = (uint16_t)(tat & 0xffff);
+        list[-1] = (uint16_t)(tat >> 16);
+        list[0] = (uint16_t)n;
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < npos; i++)
+                tlevel[tat + (size_t)(8 * npos * (j / 8) + 8 * i + j % 8)] =
+                    level[npos * list[1 + j] + i];
+        map[k] = -(int32_t)(at + 2 + 1);
+        if (first == INT32_MIN)
+            first = map[k];
+        at += 3 + (size_t)n;
+        tat += (size_t)(n + 7) / 8 * 8 * (size_t)npos;
+    }
+    if (first == INT32_MIN) {
+        rc = -EINVAL; /* a codebook without a gap: not one of ggml's */
+        goto fail;
     }
     /* Keys the search never produces: point them at the first list, so even
      * a wrong lookup stays in bounds. */
     for (int k = 0; k < keys; k++)
         if (map[k] == INT32_MIN)
-            map[k] = -1;
+            map[k] = first;
     free(d2);
     free(hist);
 
-    lattices[id] = (struct qfs_iq_lattice){
-        .level = level, .map = map, .neighbours = nb, .npos = npos, .bits_per_level = bits};
+    lattices[id] = (struct qfs_iq_lattice){.level = level,
+                                           .map = map,
+                                           .neighbours = nb,
+                                           .tlevel = tlevel,
+                                           .npos = npos,
+                                           .bits_per_level = bits};
     return 0;
 fail:
     free(level);
@@ -163,6 +193,7 @@ fail:
     free(d2);
     free(hist);
     free(nb);
+    free(tlevel);
     return rc;
 }
 
@@ -185,37 +216,30 @@ static int lattice_get(enum lattice_id id, const struct qfs_iq_lattice **out)
     return rc;
 }
 
-/* Row functions.  needs_w: ggml has no unweighted variant (IQ2_XXS, IQ2_XS,
- * IQ1_S); called without importance they use all-ones weights (see
- * quant_block_iq.h; qfs_quantize_rows refuses that case).  The quantizer needs
- * its lattice: qfs_prepare_row_<t> builds it (0 or -ENOMEM); called without a
- * successful prepare when the lattice cannot be built, it writes zero blocks
- * (it cannot fail: qfs_type_info.quantize_row). */
-#define QFS_DEFINE_IQ_ROWS(t, lat_id, grid, needs_w)                                         \
+/* the lattice of each type, plus one (0: not a grid i-quant) */
+static const unsigned char lattice_of[QFS_TYPE_COUNT] = {
+    [QFS_TYPE_IQ2_XXS] = LAT_IQ2_XXS + 1, [QFS_TYPE_IQ2_XS] = LAT_IQ2_XS + 1,
+    [QFS_TYPE_IQ2_S] = LAT_IQ2_S + 1,     [QFS_TYPE_IQ3_XXS] = LAT_IQ3_XXS + 1,
+    [QFS_TYPE_IQ3_S] = LAT_IQ3_S + 1,     [QFS_TYPE_IQ1_S] = LAT_IQ1 + 1,
+    [QFS_TYPE_IQ1_M] = LAT_IQ1 + 1,
+};
+
+int qfs_iq_lattice_get(enum qfs_type t, const struct qfs_iq_lattice **out)
+{
+    *out = NULL;
+    if ((unsigned)t >= QFS_TYPE_COUNT || lattice_of[t] == 0)
+        return -EINVAL;
+    return lattice_get((enum lattice_id)(lattice_of[t] - 1), out);
+}
+
+/* Row functions (the quantizer: QFS_IQ_QUANTIZE_ROW of iq_lattice.h). */
+#define QFS_DEFINE_IQ_ROWS(t, T, grid, needs_w)                                              \
     int qfs_prepare_row_##t(void)                                                            \
     {                                                                                        \
         const struct qfs_iq_lattice *lat;                                                    \
-        return lattice_get(lat_id, &lat);                                                    \
+        return qfs_iq_lattice_get(QFS_TYPE_##T, &lat);                                       \
     }                                                                                        \
-    void qfs_quantize_row_##t(const float *x, void *vy, int64_t n, const float *imatrix)   \
-    {                                                                                        \
-        const struct qfs_iq_lattice *lat;                                                    \
-        block_##t *y = vy;                                                                   \
-        float ones[QK_K];                                                                    \
-        const float *unit = NULL;                                                            \
-        if (lattice_get(lat_id, &lat) < 0) {                                                 \
-            memset(y, 0, (size_t)(n / QK_K) * sizeof *y);                                    \
-            return;                                                                          \
-        }                                                                                    \
-        if ((needs_w) && imatrix == NULL) {                                                  \
-            for (int i = 0; i < QK_K; i++)                                                   \
-                ones[i] = 1.0f;                                                              \
-            unit = ones;                                                                     \
-        }                                                                                    \
-        for (int64_t i = 0; i < n / QK_K; i++)                                               \
-            qfs_quantize_block_##t(x + i * QK_K, imatrix ? imatrix + i * QK_K : unit, &y[i], \
-                                   lat);                                                     \
-    }                                                                                        \
+    QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_##t, t, T, needs_w, )                               \
     void qfs_dequantize_row_##t(const void *vx, float *y, int64_t n)                         \
     {                                                                                        \
         const block_##t *x = vx;                                                             \
@@ -223,10 +247,10 @@ static int lattice_get(enum lattice_id id, const struct qfs_iq_lattice **out)
             qfs_dequantize_block_##t(&x[i], y + i * QK_K, grid);                             \
     }
 
-QFS_DEFINE_IQ_ROWS(iq2_xxs, LAT_IQ2_XXS, qfs_iq2xxs_grid, 1)
-QFS_DEFINE_IQ_ROWS(iq2_xs, LAT_IQ2_XS, qfs_iq2xs_grid, 1)
-QFS_DEFINE_IQ_ROWS(iq2_s, LAT_IQ2_S, qfs_iq2s_grid, 0)
-QFS_DEFINE_IQ_ROWS(iq3_xxs, LAT_IQ3_XXS, qfs_iq3xxs_grid, 0)
-QFS_DEFINE_IQ_ROWS(iq3_s, LAT_IQ3_S, qfs_iq3s_grid, 0)
-QFS_DEFINE_IQ_ROWS(iq1_s, LAT_IQ1, qfs_iq1s_grid, 1)
-QFS_DEFINE_IQ_ROWS(iq1_m, LAT_IQ1, qfs_iq1s_grid, 0)
+QFS_DEFINE_IQ_ROWS(iq2_xxs, IQ2_XXS, qfs_iq2xxs_grid, 1)
+QFS_DEFINE_IQ_ROWS(iq2_xs, IQ2_XS, qfs_iq2xs_grid, 1)
+QFS_DEFINE_IQ_ROWS(iq2_s, IQ2_S, qfs_iq2s_grid, 0)
+QFS_DEFINE_IQ_ROWS(iq3_xxs, IQ3_XXS, qfs_iq3xxs_grid, 0)
+QFS_DEFINE_IQ_ROWS(iq3_s, IQ3_S, qfs_iq3s_grid, 0)
+QFS_DEFINE_IQ_ROWS(iq1_s, IQ1_S, qfs_iq1s_grid, 1)
+QFS_DEFINE_IQ_ROWS(iq1_m, IQ1_M, qfs_iq1s_grid, 0)

@@ -46,6 +46,14 @@ void qfs_quantize_row_q4_0_avx2(const float *x, void *y, int64_t n, const float 
 void qfs_quantize_row_q4_1_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q5_0_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 void qfs_quantize_row_q5_1_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+/* quant_iq_avx2.c: the grid i-quants (their prepare still comes first) */
+void qfs_quantize_row_iq2_xxs_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq2_xs_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq2_s_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq3_xxs_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq3_s_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq1_s_avx2(const float *x, void *y, int64_t n, const float *imatrix);
+void qfs_quantize_row_iq1_m_avx2(const float *x, void *y, int64_t n, const float *imatrix);
 #endif
 
 #endif

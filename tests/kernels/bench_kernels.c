@@ -7,7 +7,9 @@
  * by thread CPU time (so other load on the machine skews them alike), and the
  * ratio SIMD / ggml.  A benchmark, not a test: `meson test --benchmark
  * --suite kernels` or run the binary directly, optionally with the element
- * count in Mi as argv[1] (default 64) and the repetitions as argv[2]. */
+ * count in Mi as argv[1] (default 64) and the repetitions as argv[2]; with
+ * argv[3], a comma-separated list of type names ("IQ2_S,IQ3_S"), only the
+ * comparison runs, for those types. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +42,20 @@ static quantize_chunk_fn load_ggml(void)
 
 /* Portable vs SIMD vs ggml for the types with a SIMD variant: each rep runs
  * the three one after the other, the best CPU time of each is kept. */
+/* only: NULL, or a comma-separated list of type names to compare */
+static int listed(const char *only, const char *name)
+{
+    if (only == NULL)
+        return 1;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
 static void compare_simd(const float *f, void *q, int64_t nrows, int64_t row,
-                         const float *imatrix, int reps)
+                         const float *imatrix, int reps, const char *only)
 {
     const enum qfs_simd best = qfs_simd_supported();
     const quantize_chunk_fn ggml = load_ggml();
@@ -55,7 +69,15 @@ static void compare_simd(const float *f, void *q, int64_t nrows, int64_t row,
         if (qfs_simd_row((enum qfs_type)t, best) == NULL)
             continue;
         const struct qfs_type_info *ti = qfs_type_info((enum qfs_type)t);
+        if (!listed(only, ti->name))
+            continue;
+        /* the grid i-quants (the types with a prepare) are slow: a sixteenth */
+        const int64_t rows = ti->prepare != NULL && nrows >= 16 ? nrows / 16 : nrows;
+        if (ti->prepare != NULL && ti->prepare() < 0)
+            continue;
         for (int weighted = 0; weighted < 2; weighted++) {
+            if (!weighted && ti->imatrix_required)
+                continue; /* ggml asserts */
             const float *im = weighted ? imatrix : NULL;
             double tb[3] = {1e30, 1e30, 1e30};
             for (int r = 0; r < reps; r++) {
@@ -66,14 +88,14 @@ static void compare_simd(const float *f, void *q, int64_t nrows, int64_t row,
                         qfs_simd_set(k == 0 ? QFS_SIMD_PORTABLE : best);
                     const double t0 = cpu_now();
                     if (k < 2)
-                        qfs_quantize_rows((enum qfs_type)t, f, q, nrows, row, im);
+                        qfs_quantize_rows((enum qfs_type)t, f, q, rows, row, im);
                     else
-                        ggml(t, f, q, 0, nrows, row, im);
+                        ggml(t, f, q, 0, rows, row, im);
                     const double dt = cpu_now() - t0;
                     tb[k] = dt < tb[k] ? dt : tb[k];
                 }
             }
-            const double el = (double)(nrows * row) / 1e6;
+            const double el = (double)(rows * row) / 1e6;
             char name[32];
             snprintf(name, sizeof name, "%s%s", ti->name, weighted ? " (imatrix)" : "");
             if (ggml != NULL)
@@ -111,6 +133,7 @@ int main(int argc, char **argv)
     const int64_t row = 4096;
     const int64_t nrows = n / row;
     const int reps = argc > 2 ? atoi(argv[2]) : 3;
+    const char *only = argc > 3 ? argv[3] : NULL;
 
     uint16_t *h16 = malloc((size_t)n * 2 + 2);
     uint16_t *b16 = malloc((size_t)n * 2);
@@ -158,7 +181,7 @@ int main(int argc, char **argv)
         imatrix[i] = 0.01f + g * g;
     }
     uint64_t sum = 0;
-    for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+    for (size_t k = 0; only == NULL && k < sizeof types / sizeof types[0]; k++) {
         const struct qfs_type_info *ti = qfs_type_info(types[k]);
         if (ti == NULL)
             continue;
@@ -181,7 +204,15 @@ int main(int argc, char **argv)
                    (double)(rows * row) / best / 1e6);
         }
     }
-    compare_simd(f, q, nrows / 16 > 0 ? nrows / 16 : 1, row, imatrix, reps);
+    compare_simd(f, q, nrows / 16 > 0 ? nrows / 16 : 1, row, imatrix, reps, only);
+    if (only != NULL) {
+        free(imatrix);
+        free(h16);
+        free(b16);
+        free(f);
+        free(q);
+        return 0;
+    }
     free(imatrix);
     /* the end-to-end Q8_0 pipeline as the converter runs it: row by row */
     {

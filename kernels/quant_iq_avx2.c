@@ -1,0 +1,238 @@
+/* AVX2 row quantizers of the grid i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
+ * IQ3_S, IQ1_S, IQ1_M).
+ *
+ * Most of their time goes to the neighbour search: for a group that rounds
+ * off the codebook, the weighted squared distance to every point of the
+ * group's neighbour list (tens of points), done for every trial scale.  Here
+ * that search takes 8 listed points per vector, from the lattice's
+ * transposed levels (iq_lattice.h), and the rest of quant_block_iq.h is
+ * compiled unchanged around it (QFS_IQ_NEAREST / QFS_IQ1_NEAREST).
+ *
+ * Same bytes as the portable functions: each lane computes one point's
+ * distance with the scalar sequence of float operations (no FMA, coordinates
+ * in order), and the winner is the portable loop's: the smallest distance
+ * below FLT_MAX at the first position listed (a lane keeps its first minimum;
+ * across lanes the lower position wins a tie), else the first point listed.
+ *
+ * The rest of the build stays baseline x86-64: qfs_quantize_rows calls these
+ * only when the CPU has AVX2. */
+#include "kernels/simd.h"
+
+#if defined(__x86_64__)
+
+#include <assert.h>
+#include <float.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Everything below, the included block functions too, is AVX2 code: the
+ * search inlines into them (and the compiler may use AVX2 for their integer
+ * work; float operations stay as written: no contraction, no reassociation). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2")
+#endif
+
+#include "kernels/iq_lattice.h"
+
+#define QFS_AVX2 __attribute__((target("avx2")))
+
+/* The listed point nearest to scale * pos[level] (pos: the lattice
+ * position or value of each level, a lane per level) in the w-weighted
+ * squared distance to x; its levels go to L.  Returns its index. */
+static inline __attribute__((always_inline)) int
+nearest8_n(const struct qfs_iq_lattice *lat, const uint16_t *list, const float *x, const float *w,
+           float scale, __m256 pos, int8_t *L, const int npos)
+{
+    const int count = list[0];
+    const int8_t *t = lat->tlevel + ((uint32_t)list[-2] | (uint32_t)list[-1] << 16);
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 xv[8], wv[8];
+    for (int i = 0; i < npos; i++) {
+        xv[i] = _mm256_set1_ps(x[i]);
+        wv[i] = _mm256_set1_ps(w[i]);
+    }
+    __m256 best = _mm256_set1_ps(FLT_MAX);
+    __m256i bpos = _mm256_setzero_si256();
+    __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i vcount = _mm256_set1_epi32(count);
+    for (int run = 0; 8 * run < count; run++, t += 8 * npos) {
+        __m256 d2 = _mm256_setzero_ps();
+        for (int i = 0; i < npos; i++) {
+            const __m256i lv = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(t + 8 * i)));
+            const __m256 diff = _mm256_sub_ps(_mm256_mul_ps(vs, _mm256_permutevar8x32_ps(pos, lv)),
+                                              xv[i]);
+            d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(wv[i], diff), diff));
+        }
+        /* taken: strictly below the lane's best (never NaN), and a listed point */
+        const __m256 take = _mm256_and_ps(_mm256_cmp_ps(d2, best, _CMP_LT_OQ),
+                                          _mm256_castsi256_ps(_mm256_cmpgt_epi32(vcount, at)));
+        best = _mm256_blendv_ps(best, d2, take);
+        bpos = _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(bpos), _mm256_castsi256_ps(at), take));
+        at = _mm256_add_epi32(at, _mm256_set1_epi32(8));
+    }
+    /* the smallest distance, then the lowest position holding it */
+    __m256 m = _mm256_min_ps(best, _mm256_permute_ps(best, 0xB1));
+    m = _mm256_min_ps(m, _mm256_permute_ps(m, 0x4E));
+    m = _mm256_min_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
+    const __m256 eq = _mm256_cmp_ps(best, m, _CMP_EQ_OQ);
+    int p;
+    if (count <= 8) {
+        /* one run: a lane's position is its index (or 0 with best FLT_MAX,
+         * and then every lane ties and lane 0 wins) */
+        p = __builtin_ctz((unsigned)_mm256_movemask_ps(eq));
+    } else {
+        __m256i c = _mm256_castps_si256(_mm256_blendv_ps(
+            _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), _mm256_castsi256_ps(bpos), eq));
+        c = _mm256_min_epi32(c, _mm256_shuffle_epi32(c, 0xB1));
+        c = _mm256_min_epi32(c, _mm256_shuffle_epi32(c, 0x4E));
+        c = _mm256_min_epi32(c, _mm256_permute2x128_si256(c, c, 0x01));
+        p = _mm256_cvtsi256_si32(c);
+    }
+    const int found = list[1 + p];
+    memcpy(L, lat->level + npos * found, (size_t)npos);
+    return found;
+}
+
+/* nearest8_n with npos a constant: the coordinate loops unroll */
+static QFS_AVX2 int nearest8(const struct qfs_iq_lattice *lat, const uint16_t *list,
+                             const float *x, const float *w, float scale, __m256 pos, int8_t *L)
+{
+    if (lat->npos == 8)
+        return nearest8_n(lat, list, x, w, scale, pos, L, 8);
+    return nearest8_n(lat, list, x, w, scale, pos, L, 4);
+}
+
+/* qfs_iq_nearest_listed: position 2 * level + 1 */
+static inline QFS_AVX2 int iq_nearest_avx2(const struct qfs_iq_lattice *lat, const uint16_t *list,
+                                           const float *xval, const float *w, float scale,
+                                           int8_t *L)
+{
+    const __m256 pos = _mm256_setr_ps(1.f, 3.f, 5.f, 7.f, 9.f, 11.f, 13.f, 15.f);
+    return nearest8(lat, list, xval, w, scale, pos, L);
+}
+
+/* qfs_iq1_nearest_listed: value xg[level] */
+static inline QFS_AVX2 int iq1_nearest_avx2(const struct qfs_iq_lattice *lat, const uint16_t *list,
+                                            const float *x, const float *w, float scale,
+                                            const float *xg, int8_t *L)
+{
+    const __m256 pos = _mm256_setr_ps(xg[0], xg[1], xg[2], 0.f, 0.f, 0.f, 0.f, 0.f);
+    return nearest8(lat, list, x, w, scale, pos, L);
+}
+
+struct qfs_iq_search;
+static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct qfs_iq_search *p,
+                                  const float *xval, const float *weight, const float *waux,
+                                  float scale, float den, int8_t *L);
+
+#define QFS_IQ_NEAREST iq_nearest_avx2
+#define QFS_IQ1_NEAREST iq1_nearest_avx2
+#define QFS_IQ_SEARCH_SCALE iq_search_scale_avx2
+#include "kernels/avx2.h"
+#include "kernels/quant_block_iq.h"
+
+/* qfs_iq_search_scale with 8 trial scales per vector, a lane each: the
+ * rounding of every value and the two sums of each trial (in element order)
+ * run in the lanes; the neighbour searches and the sequential choice of the
+ * winning trial stay per trial, in trial order. */
+static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct qfs_iq_search *p,
+                                  const float *xval, const float *weight, const float *waux,
+                                  float scale, float den, int8_t *L)
+{
+    const int npos = lat->npos, bits = lat->bits_per_level;
+    const int n = p->n, ngroups = n / npos;
+    const int ntrials = 1 - 2 * p->is_lo;
+    /* Lt[8 * i + lane]: level of value i in the lane's trial */
+    int8_t Lt[8 * 32];
+    int8_t Lg[8];
+    int32_t keys[8][8]; /* [group][lane] */
+    int on_grid[8], on_grid_aux[8][8]; /* [lane][group] */
+    float this_scale[8], sqx[8], sq2[8];
+    for (int k = 0; k < ngroups; k++)
+        on_grid[k] = p->on_grid_init;
+    float best = 0.0f;
+    const __m256i lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(p->nlev - 1);
+    for (int t0 = 0; t0 < ntrials; t0 += 8) {
+        const __m256 is = _mm256_cvtepi32_ps(_mm256_add_epi32(
+            _mm256_set1_epi32(p->is_lo + t0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        const __m256 id = _mm256_div_ps(
+            _mm256_add_ps(_mm256_set1_ps((float)(2 * p->kmaxq - 1)),
+                          _mm256_mul_ps(is, _mm256_set1_ps(p->step))),
+            _mm256_set1_ps(den));
+        _mm256_storeu_ps(this_scale, _mm256_div_ps(_mm256_set1_ps(1.0f), id));
+        for (int k = 0; k < ngroups; k++) {
+            __m256i key = _mm256_setzero_si256();
+            for (int j = 0; j < npos; j++) {
+                const int i = npos * k + j;
+                const __m256 f = _mm256_mul_ps(
+                    _mm256_set1_ps(0.5f),
+                    _mm256_sub_ps(_mm256_mul_ps(id, _mm256_set1_ps(xval[i])), _mm256_set1_ps(1.0f)));
+                const __m256i l = nearest_clamp(f, lo, hi);
+                key = _mm256_or_si256(key, _mm256_slli_epi32(l, bits * j));
+                const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(l, l), lo);
+                const int32_t b0 = _mm256_extract_epi32(b, 0), b1 = _mm256_extract_epi32(b, 4);
+                memcpy(Lt + 8 * i, &b0, 4);
+                memcpy(Lt + 8 * i + 4, &b1, 4);
+            }
+            _mm256_storeu_si256((__m256i *)keys[k], key);
+        }
+        const int nl = ntrials - t0 < 8 ? ntrials - t0 : 8;
+        for (int l = 0; l < nl; l++) {
+            for (int k = 0; k < ngroups; k++) {
+                const int32_t m = lat->map[keys[k][l]];
+                on_grid_aux[l][k] = m >= 0;
+                if (m >= 0)
+                    continue;
+                nearest8(lat, lat->neighbours + (-m - 1), xval + npos * k, waux + npos * k,
+                         this_scale[l], _mm256_setr_ps(1.f, 3.f, 5.f, 7.f, 9.f, 11.f, 13.f, 15.f),
+                         Lg);
+                for (int j = 0; j < npos; j++)
+                    Lt[8 * (npos * k + j) + l] = Lg[j];
+            }
+        }
+        __m256 vqx = _mm256_setzero_ps(), vq2 = _mm256_setzero_ps();
+        for (int i = 0; i < n; i++) {
+            const __m256 w = _mm256_set1_ps(weight[i]);
+            const __m256i li = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(Lt + 8 * i)));
+            const __m256 q = _mm256_cvtepi32_ps(
+                _mm256_add_epi32(_mm256_add_epi32(li, li), _mm256_set1_epi32(1)));
+            vqx = _mm256_add_ps(vqx, _mm256_mul_ps(_mm256_set1_ps(weight[i] * xval[i]), q));
+            vq2 = _mm256_add_ps(vq2, _mm256_mul_ps(_mm256_mul_ps(w, q), q));
+        }
+        _mm256_storeu_ps(sqx, vqx);
+        _mm256_storeu_ps(sq2, vq2);
+        for (int l = 0; l < nl; l++) {
+            if (sq2[l] > 0.0f && sqx[l] * sqx[l] > best * sq2[l]) {
+                scale = sqx[l] / sq2[l];
+                best = scale * sqx[l];
+                for (int i = 0; i < n; i++)
+                    L[i] = Lt[8 * i + l];
+                for (int k = 0; k < ngroups; k++)
+                    on_grid[k] = on_grid_aux[l][k];
+            }
+        }
+    }
+    return qfs_iq_refit(lat, p, xval, weight, waux, scale, on_grid, L);
+}
+
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq2_xxs_avx2, iq2_xxs, IQ2_XXS, 1, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq2_xs_avx2, iq2_xs, IQ2_XS, 1, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq2_s_avx2, iq2_s, IQ2_S, 0, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq3_xxs_avx2, iq3_xxs, IQ3_XXS, 0, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq3_s_avx2, iq3_s, IQ3_S, 0, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq1_s_avx2, iq1_s, IQ1_S, 1, QFS_AVX2)
+QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq1_m_avx2, iq1_m, IQ1_M, 0, QFS_AVX2)
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif
