@@ -32,7 +32,7 @@
 /* The two neighbour searches can be replaced by a SIMD translation unit
  * (quant_iq_avx2.c) that defines these names before including this header;
  * its functions must give the same result, bit for bit (the scale search
- * below too). */
+ * and the IQ1 split fits below too). */
 #ifndef QFS_IQ_NEAREST
 #define QFS_IQ_NEAREST qfs_iq_nearest_listed
 #endif
@@ -41,6 +41,15 @@
 #endif
 #ifndef QFS_IQ_SEARCH_SCALE
 #define QFS_IQ_SEARCH_SCALE qfs_iq_search_scale
+#endif
+#ifndef QFS_IQ1_ORDER
+#define QFS_IQ1_ORDER qfs_iq1_order
+#endif
+#ifndef QFS_IQ1S_SPLIT
+#define QFS_IQ1S_SPLIT qfs_iq1s_split
+#endif
+#ifndef QFS_IQ1M_SPLIT
+#define QFS_IQ1M_SPLIT qfs_iq1m_split
 #endif
 
 #define QFS_IQ_EPS_IQ2 1e-15f     /* ggml GROUP_MAX_EPS */
@@ -664,6 +673,93 @@ static inline QFS_HD void qfs_iq1_levels(const int *order, int n, int i1, int i2
         L[order[j]] = (int8_t)(j < i1 ? 0 : j < i2 ? 1 : 2);
 }
 
+/* IQ1_S's exhaustive weighted fit of one sub-block of 32: the values sorted
+ * ascending split into three runs (levels -1, 0, +1) at i1 <= i2; prefix sums
+ * sumx/sumw (33 each) give each split's optimal scale and score, for delta
+ * +0.125 (x_p) and -0.125 (x_m), tried in that order.  The best split goes
+ * to *scale, *besti1, *besti2 and *best_shift (+1 / -1); they stay as they
+ * were when no split has a positive sum of squares. */
+static inline QFS_HD void qfs_iq1s_split(const float *sumx, const float *sumw, const float *x_p,
+                                         const float *x_m, float *scale, int *besti1,
+                                         int *besti2, int *best_shift)
+{
+    enum { BS = 32 };
+    float best_score = -FLT_MAX;
+    for (int i1 = 0; i1 <= BS; i1++) {
+        for (int i2 = i1; i2 <= BS; i2++) {
+            const float sx0 = sumx[i1] - sumx[0], sx1 = sumx[i2] - sumx[i1],
+                        sx2 = sumx[BS] - sumx[i2];
+            const float sw0 = sumw[i1] - sumw[0], sw1 = sumw[i2] - sumw[i1],
+                        sw2 = sumw[BS] - sumw[i2];
+            float sumqx = sx0 * x_p[0] + sx1 * x_p[1] + sx2 * x_p[2];
+            float sumq2 = sw0 * x_p[0] * x_p[0] + sw1 * x_p[1] * x_p[1] + sw2 * x_p[2] * x_p[2];
+            if (sumq2 > 0.0f && sumqx * sumqx > best_score * sumq2) {
+                *scale = sumqx / sumq2;
+                best_score = *scale * sumqx;
+                *besti1 = i1;
+                *besti2 = i2;
+                *best_shift = 1;
+            }
+            sumqx = sx0 * x_m[0] + sx1 * x_m[1] + sx2 * x_m[2];
+            sumq2 = sw0 * x_m[0] * x_m[0] + sw1 * x_m[1] * x_m[1] + sw2 * x_m[2] * x_m[2];
+            if (sumq2 > 0.0f && sumqx * sumqx > best_score * sumq2) {
+                *scale = sumqx / sumq2;
+                best_score = *scale * sumqx;
+                *besti1 = i1;
+                *besti2 = i2;
+                *best_shift = -1;
+            }
+        }
+    }
+}
+
+/* IQ1_M's fit of one sub-block of 16: as qfs_iq1s_split, but each half of 8
+ * picks its own delta sign, so each split has 4 candidates k (bit 1: the
+ * first half uses x_m, bit 0: the second does), tried in k order.  px0/pw0
+ * and px1/pw1 (17 each): the prefix sums of the values of each half, in the
+ * sorted order.  With v0 - v1 = v1 - v2 = -1 a split's sum is
+ * T * v2 - px[i1] - px[i2]. */
+static inline QFS_HD void qfs_iq1m_split(const float *px0, const float *px1, const float *pw0,
+                                         const float *pw1, const float *x_p, const float *x_m,
+                                         float *scale, int *besti1, int *besti2, int *best_k)
+{
+    enum { BS = 16 };
+    const float *px[2] = {px0, px1}, *pw[2] = {pw0, pw1};
+    float best_score = -FLT_MAX;
+    const float txs[2] = {px0[BS], px1[BS]};
+    const float tws[2] = {pw0[BS], pw1[BS]};
+    const float p2 = x_p[2], m2 = x_m[2];
+    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
+    const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
+    const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    for (int i1 = 0; i1 <= BS; i1++) {
+        for (int i2 = i1; i2 <= BS; i2++) {
+            float qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+            for (int h = 0; h < 2; h++) {
+                const float sx = px[h][i1] + px[h][i2];
+                qx_p[h] = txs[h] * p2 - sx;
+                qx_m[h] = txs[h] * m2 - sx;
+                q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
+                q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+            }
+            const float sqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1],
+                                  qx_m[0] + qx_m[1]};
+            const float sq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1],
+                                  q2_m[0] + q2_m[1]};
+            for (int k = 0; k < 4; k++) {
+                if (sq2[k] > 0.0f && sqx[k] * sqx[k] > best_score * sq2[k]) {
+                    *scale = sqx[k] / sq2[k];
+                    best_score = *scale * sqx[k];
+                    *besti1 = i1;
+                    *besti2 = i2;
+                    *best_k = k;
+                }
+            }
+        }
+    }
+}
+
 /* IQ1_S: 8 sub-blocks of 32, one scale and one delta sign each, 1.5625 bpw. */
 static inline QFS_HD void qfs_quantize_block_iq1_s(const float *x, const float *qw,
                                                    block_iq1_s *y,
@@ -692,44 +788,17 @@ static inline QFS_HD void qfs_quantize_block_iq1_s(const float *x, const float *
         shifts[ib] = 1;
         if (max < QFS_IQ_EPS_IQ1_S)
             continue;
-        /* Exhaustive weighted fit: sorted ascending, the values split into
-         * three runs (levels -1, 0, +1) at i1 <= i2; prefix sums give each
-         * split's optimal scale and score, for delta +0.125 and -0.125. */
-        qfs_iq1_order(xb, BS, order);
+        /* exhaustive weighted fit over the sorted values (qfs_iq1s_split) */
+        QFS_IQ1_ORDER(xb, BS, order);
         sumx[0] = sumw[0] = 0.0f;
         for (int j = 0; j < BS; j++) {
             const int i = order[j];
             sumx[j + 1] = sumx[j] + weight[i] * xb[i];
             sumw[j + 1] = sumw[j] + weight[i];
         }
-        float best_score = -FLT_MAX, scale = max;
+        float scale = max;
         int besti1 = -1, besti2 = -1, best_shift = 0;
-        for (int i1 = 0; i1 <= BS; i1++) {
-            for (int i2 = i1; i2 <= BS; i2++) {
-                const float sx0 = sumx[i1] - sumx[0], sx1 = sumx[i2] - sumx[i1],
-                            sx2 = sumx[BS] - sumx[i2];
-                const float sw0 = sumw[i1] - sumw[0], sw1 = sumw[i2] - sumw[i1],
-                            sw2 = sumw[BS] - sumw[i2];
-                float sumqx = sx0 * x_p[0] + sx1 * x_p[1] + sx2 * x_p[2];
-                float sumq2 = sw0 * x_p[0] * x_p[0] + sw1 * x_p[1] * x_p[1] + sw2 * x_p[2] * x_p[2];
-                if (sumq2 > 0.0f && sumqx * sumqx > best_score * sumq2) {
-                    scale = sumqx / sumq2;
-                    best_score = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    best_shift = 1;
-                }
-                sumqx = sx0 * x_m[0] + sx1 * x_m[1] + sx2 * x_m[2];
-                sumq2 = sw0 * x_m[0] * x_m[0] + sw1 * x_m[1] * x_m[1] + sw2 * x_m[2] * x_m[2];
-                if (sumq2 > 0.0f && sumqx * sumqx > best_score * sumq2) {
-                    scale = sumqx / sumq2;
-                    best_score = scale * sumqx;
-                    besti1 = i1;
-                    besti2 = i2;
-                    best_shift = -1;
-                }
-            }
-        }
+        QFS_IQ1S_SPLIT(sumx, sumw, x_p, x_m, &scale, &besti1, &besti2, &best_shift);
         if (besti1 < 0 || besti2 < 0 || best_shift == 0)
             continue;
         qfs_iq1_levels(order, BS, besti1, besti2, L);
@@ -799,12 +868,11 @@ static inline QFS_HD void qfs_quantize_block_iq1_m(const float *x, const float *
         shifts[ib] = 0;
         if (max < QFS_IQ_EPS_IQ1_M)
             continue;
-        qfs_iq1_order(xb, BS, order);
-        float best_score = -FLT_MAX, scale = max;
+        QFS_IQ1_ORDER(xb, BS, order);
+        float scale = max;
         int besti1 = -1, besti2 = -1, best_k = -1;
         {
-            /* Prefix sums per half (each half picks its delta sign): with
-             * v0 - v1 = v1 - v2 = -1 the split's sum is T*v2 - px[i1] - px[i2]. */
+            /* Prefix sums per half (each half picks its delta sign) */
             float px[2][BS + 1], pw[2][BS + 1];
             px[0][0] = px[1][0] = 0.0f;
             pw[0][0] = pw[1][0] = 0.0f;
@@ -816,38 +884,7 @@ static inline QFS_HD void qfs_quantize_block_iq1_m(const float *x, const float *
                 pw[h][j + 1] = pw[h][j] + weight[i];
                 pw[1 - h][j + 1] = pw[1 - h][j];
             }
-            const float txs[2] = {px[0][BS], px[1][BS]};
-            const float tws[2] = {pw[0][BS], pw[1][BS]};
-            const float p2 = x_p[2], m2 = x_m[2];
-            const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
-            const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
-            const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
-            const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
-            for (int i1 = 0; i1 <= BS; i1++) {
-                for (int i2 = i1; i2 <= BS; i2++) {
-                    float qx_p[2], qx_m[2], q2_p[2], q2_m[2];
-                    for (int h = 0; h < 2; h++) {
-                        const float sx = px[h][i1] + px[h][i2];
-                        qx_p[h] = txs[h] * p2 - sx;
-                        qx_m[h] = txs[h] * m2 - sx;
-                        q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
-                        q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
-                    }
-                    const float sqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1],
-                                          qx_m[0] + qx_m[1]};
-                    const float sq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1],
-                                          q2_m[0] + q2_m[1]};
-                    for (int k = 0; k < 4; k++) {
-                        if (sq2[k] > 0.0f && sqx[k] * sqx[k] > best_score * sq2[k]) {
-                            scale = sqx[k] / sq2[k];
-                            best_score = scale * sqx[k];
-                            besti1 = i1;
-                            besti2 = i2;
-                            best_k = k;
-                        }
-                    }
-                }
-            }
+            QFS_IQ1M_SPLIT(px[0], px[1], pw[0], pw[1], x_p, x_m, &scale, &besti1, &besti2, &best_k);
         }
         if (besti1 < 0 || besti2 < 0 || best_k < 0)
             continue;

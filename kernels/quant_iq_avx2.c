@@ -131,6 +131,18 @@ static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct
                                   const float *xval, const float *weight, const float *waux,
                                   float scale, float den, int8_t *L);
 
+static void iq1s_split_avx2(const float *sumx, const float *sumw, const float *x_p,
+                            const float *x_m, float *scale, int *besti1, int *besti2,
+                            int *best_shift);
+static void iq1m_split_avx2(const float *px0, const float *px1, const float *pw0,
+                            const float *pw1, const float *x_p, const float *x_m, float *scale,
+                            int *besti1, int *besti2, int *best_k);
+
+static void iq1_order_avx2(const float *x, int n, int *order);
+
+#define QFS_IQ1_ORDER iq1_order_avx2
+#define QFS_IQ1S_SPLIT iq1s_split_avx2
+#define QFS_IQ1M_SPLIT iq1m_split_avx2
 #define QFS_IQ_NEAREST iq_nearest_avx2
 #define QFS_IQ1_NEAREST iq1_nearest_avx2
 #define QFS_IQ_SEARCH_SCALE iq_search_scale_avx2
@@ -219,6 +231,211 @@ static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct
         }
     }
     return qfs_iq_refit(lat, p, xval, weight, waux, scale, on_grid, L);
+}
+
+/* qfs_iq1_order (a stable sort) by ranks: value j goes to the count of values
+ * below it plus the count of equal ones before it, 8 values j per vector.
+ * n: 16 or 32 (a rank is at most n - 1: a value never counts itself). */
+static void iq1_order_avx2(const float *x, int n, int *order)
+{
+    int rank[32];
+    for (int j0 = 0; j0 < n; j0 += 8) {
+        const __m256 xj = _mm256_loadu_ps(x + j0);
+        const __m256i jv = _mm256_add_epi32(_mm256_set1_epi32(j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i r = _mm256_setzero_si256();
+        for (int i = 0; i < n; i++) {
+            const __m256 xi = _mm256_set1_ps(x[i]);
+            const __m256 before = _mm256_castsi256_ps(_mm256_cmpgt_epi32(jv, _mm256_set1_epi32(i)));
+            const __m256 ahead = _mm256_or_ps(
+                _mm256_cmp_ps(xi, xj, _CMP_LT_OQ),
+                _mm256_and_ps(_mm256_cmp_ps(xi, xj, _CMP_EQ_OQ), before));
+            r = _mm256_sub_epi32(r, _mm256_castps_si256(ahead));
+        }
+        _mm256_storeu_si256((__m256i *)(rank + j0), r);
+    }
+    /* ranks form a permutation unless a value is NaN (equal to nothing):
+     * then the insertion sort decides */
+    uint32_t seen = 0;
+    for (int j = 0; j < n; j++) {
+        seen |= 1u << rank[j];
+        order[rank[j]] = j;
+    }
+    if (seen != (n == 32 ? 0xffffffffu : (1u << n) - 1u))
+        qfs_iq1_order(x, n, order);
+}
+
+/* The IQ1 split fits take 8 consecutive i2 per vector.  A candidate wins
+ * only if it beats the best score so far, which the vector tests for all 8
+ * against the score before them: when none passes, none would have in
+ * sequence either (the score only changes when one passes).  The first lane
+ * that passes is replayed with the scalar test (its candidates in order, on
+ * the same values), then the lanes after it are tested again against the new
+ * score, and so on. */
+
+/* lanes i2 = i2_0 .. i2_0 + 7 that are <= last */
+static inline __m256 lanes_upto(int i2_0, int last)
+{
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+        _mm256_set1_epi32(last + 1),
+        _mm256_add_epi32(_mm256_set1_epi32(i2_0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))));
+}
+
+/* sq2 > 0 && sqx * sqx > best * sq2, per lane */
+static inline __m256 beats(__m256 sqx, __m256 sq2, __m256 best)
+{
+    return _mm256_and_ps(_mm256_cmp_ps(sq2, _mm256_setzero_ps(), _CMP_GT_OQ),
+                         _mm256_cmp_ps(_mm256_mul_ps(sqx, sqx), _mm256_mul_ps(best, sq2),
+                                       _CMP_GT_OQ));
+}
+
+/* the lanes (bits) where one of the candidates beats best */
+static inline unsigned pass2(__m256 qxp, __m256 q2p, __m256 qxm, __m256 q2m, float best,
+                             __m256 valid)
+{
+    const __m256 bs = _mm256_set1_ps(best);
+    return (unsigned)_mm256_movemask_ps(
+        _mm256_and_ps(_mm256_or_ps(beats(qxp, q2p, bs), beats(qxm, q2m, bs)), valid));
+}
+
+static inline unsigned pass4(const __m256 *sqx, const __m256 *sq2, float best, __m256 valid)
+{
+    const __m256 bs = _mm256_set1_ps(best);
+    __m256 pass = beats(sqx[0], sq2[0], bs);
+    for (int k = 1; k < 4; k++)
+        pass = _mm256_or_ps(pass, beats(sqx[k], sq2[k], bs));
+    return (unsigned)_mm256_movemask_ps(_mm256_and_ps(pass, valid));
+}
+
+static void iq1s_split_avx2(const float *sumx, const float *sumw, const float *x_p,
+                            const float *x_m, float *scale, int *besti1, int *besti2,
+                            int *best_shift)
+{
+    enum { BS = 32 };
+    float px[BS + 1 + 8], pw[BS + 1 + 8];
+    memcpy(px, sumx, sizeof(float) * (BS + 1));
+    memcpy(pw, sumw, sizeof(float) * (BS + 1));
+    memset(px + BS + 1, 0, sizeof(float) * 8);
+    memset(pw + BS + 1, 0, sizeof(float) * 8);
+    const __m256 p0 = _mm256_set1_ps(x_p[0]), p1 = _mm256_set1_ps(x_p[1]), p2 = _mm256_set1_ps(x_p[2]);
+    const __m256 m0 = _mm256_set1_ps(x_m[0]), m1 = _mm256_set1_ps(x_m[1]), m2 = _mm256_set1_ps(x_m[2]);
+    const __m256 tx = _mm256_set1_ps(px[BS]), tw = _mm256_set1_ps(pw[BS]);
+    float best_score = -FLT_MAX;
+    float vqxp[8], vq2p[8], vqxm[8], vq2m[8];
+    for (int i1 = 0; i1 <= BS; i1++) {
+        const __m256 ax = _mm256_set1_ps(px[i1]), aw = _mm256_set1_ps(pw[i1]);
+        const __m256 sx0 = _mm256_set1_ps(px[i1] - px[0]), sw0 = _mm256_set1_ps(pw[i1] - pw[0]);
+        for (int i2 = i1; i2 <= BS; i2 += 8) {
+            const __m256 bx = _mm256_loadu_ps(px + i2), bw = _mm256_loadu_ps(pw + i2);
+            const __m256 sx1 = _mm256_sub_ps(bx, ax), sx2 = _mm256_sub_ps(tx, bx);
+            const __m256 sw1 = _mm256_sub_ps(bw, aw), sw2 = _mm256_sub_ps(tw, bw);
+            const __m256 qxp = _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(sx0, p0), _mm256_mul_ps(sx1, p1)), _mm256_mul_ps(sx2, p2));
+            const __m256 q2p = _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, p0), p0),
+                              _mm256_mul_ps(_mm256_mul_ps(sw1, p1), p1)),
+                _mm256_mul_ps(_mm256_mul_ps(sw2, p2), p2));
+            const __m256 qxm = _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(sx0, m0), _mm256_mul_ps(sx1, m1)), _mm256_mul_ps(sx2, m2));
+            const __m256 q2m = _mm256_add_ps(
+                _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, m0), m0),
+                              _mm256_mul_ps(_mm256_mul_ps(sw1, m1), m1)),
+                _mm256_mul_ps(_mm256_mul_ps(sw2, m2), m2));
+            const __m256 valid = lanes_upto(i2, BS);
+            unsigned mask = pass2(qxp, q2p, qxm, q2m, best_score, valid);
+            if (mask == 0)
+                continue;
+            _mm256_storeu_ps(vqxp, qxp);
+            _mm256_storeu_ps(vq2p, q2p);
+            _mm256_storeu_ps(vqxm, qxm);
+            _mm256_storeu_ps(vq2m, q2m);
+            while (mask != 0) {
+                const int l = __builtin_ctz(mask);
+                if (vq2p[l] > 0.0f && vqxp[l] * vqxp[l] > best_score * vq2p[l]) {
+                    *scale = vqxp[l] / vq2p[l];
+                    best_score = *scale * vqxp[l];
+                    *besti1 = i1;
+                    *besti2 = i2 + l;
+                    *best_shift = 1;
+                }
+                if (vq2m[l] > 0.0f && vqxm[l] * vqxm[l] > best_score * vq2m[l]) {
+                    *scale = vqxm[l] / vq2m[l];
+                    best_score = *scale * vqxm[l];
+                    *besti1 = i1;
+                    *besti2 = i2 + l;
+                    *best_shift = -1;
+                }
+                mask = pass2(qxp, q2p, qxm, q2m, best_score, valid) & ~((2u << l) - 1u);
+            }
+        }
+    }
+}
+
+static void iq1m_split_avx2(const float *px0, const float *px1, const float *pw0,
+                            const float *pw1, const float *x_p, const float *x_m, float *scale,
+                            int *besti1, int *besti2, int *best_k)
+{
+    enum { BS = 16 };
+    float px[2][BS + 1 + 8], pw[2][BS + 1 + 8];
+    memcpy(px[0], px0, sizeof(float) * (BS + 1));
+    memcpy(px[1], px1, sizeof(float) * (BS + 1));
+    memcpy(pw[0], pw0, sizeof(float) * (BS + 1));
+    memcpy(pw[1], pw1, sizeof(float) * (BS + 1));
+    for (int h = 0; h < 2; h++) {
+        memset(px[h] + BS + 1, 0, sizeof(float) * 8);
+        memset(pw[h] + BS + 1, 0, sizeof(float) * 8);
+    }
+    const float txs[2] = {px0[BS], px1[BS]};
+    const float tws[2] = {pw0[BS], pw1[BS]};
+    const float p2 = x_p[2], m2 = x_m[2];
+    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
+    const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
+    const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    float best_score = -FLT_MAX;
+    float vqx[4][8], vq2[4][8];
+    for (int i1 = 0; i1 <= BS; i1++) {
+        __m256 qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+        float tp[2], tm[2];
+        for (int h = 0; h < 2; h++) {
+            tp[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1;
+            tm[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1;
+        }
+        for (int i2 = i1; i2 <= BS; i2 += 8) {
+            for (int h = 0; h < 2; h++) {
+                const __m256 sx = _mm256_add_ps(_mm256_set1_ps(px[h][i1]), _mm256_loadu_ps(px[h] + i2));
+                const __m256 w2 = _mm256_loadu_ps(pw[h] + i2);
+                qx_p[h] = _mm256_sub_ps(_mm256_set1_ps(txs[h] * p2), sx);
+                qx_m[h] = _mm256_sub_ps(_mm256_set1_ps(txs[h] * m2), sx);
+                q2_p[h] = _mm256_add_ps(_mm256_set1_ps(tp[h]), _mm256_mul_ps(w2, _mm256_set1_ps(cp2)));
+                q2_m[h] = _mm256_add_ps(_mm256_set1_ps(tm[h]), _mm256_mul_ps(w2, _mm256_set1_ps(cm2)));
+            }
+            const __m256 sqx[4] = {_mm256_add_ps(qx_p[0], qx_p[1]), _mm256_add_ps(qx_p[0], qx_m[1]),
+                                   _mm256_add_ps(qx_m[0], qx_p[1]), _mm256_add_ps(qx_m[0], qx_m[1])};
+            const __m256 sq2[4] = {_mm256_add_ps(q2_p[0], q2_p[1]), _mm256_add_ps(q2_p[0], q2_m[1]),
+                                   _mm256_add_ps(q2_m[0], q2_p[1]), _mm256_add_ps(q2_m[0], q2_m[1])};
+            const __m256 valid = lanes_upto(i2, BS);
+            unsigned mask = pass4(sqx, sq2, best_score, valid);
+            if (mask == 0)
+                continue;
+            for (int k = 0; k < 4; k++) {
+                _mm256_storeu_ps(vqx[k], sqx[k]);
+                _mm256_storeu_ps(vq2[k], sq2[k]);
+            }
+            while (mask != 0) {
+                const int l = __builtin_ctz(mask);
+                for (int k = 0; k < 4; k++) {
+                    if (vq2[k][l] > 0.0f && vqx[k][l] * vqx[k][l] > best_score * vq2[k][l]) {
+                        *scale = vqx[k][l] / vq2[k][l];
+                        best_score = *scale * vqx[k][l];
+                        *besti1 = i1;
+                        *besti2 = i2 + l;
+                        *best_k = k;
+                    }
+                }
+                mask = pass4(sqx, sq2, best_score, valid) & ~((2u << l) - 1u);
+            }
+        }
+    }
 }
 
 QFS_IQ_QUANTIZE_ROW(qfs_quantize_row_iq2_xxs_avx2, iq2_xxs, IQ2_XXS, 1, QFS_AVX2)

@@ -8,6 +8,7 @@
  * argv[1]: super-blocks per type in Ki (default 512: millions in all).
  * Exit 77 when the CPU has no SIMD level (or the build has no variant). */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,23 @@ static long compare_extremes(enum qfs_type t, qfs_row_quantizer simd)
             if (memcmp(a, b, rs) != 0 && failures++ < 10)
                 fprintf(stderr, "MISMATCH %s extreme kind %d imatrix %d (iteration %d)\n",
                         ti->name, kind, wt, it);
+        }
+    }
+    /* grid i-quants: NaN and inf among normal values (a corrupt source) give
+     * the same bytes at every level, and no out-of-range index */
+    for (int it = 0; ti->prepare != NULL && it < 48; it++) {
+        for (int i = 0; i < N; i++) {
+            const uint64_t u = rng_u64(&r) % 64;
+            x[i] = u == 0 ? NAN : u == 1 ? INFINITY : u == 2 ? -INFINITY : rng_normal(&r);
+            w[i] = expf(rng_normal(&r));
+        }
+        for (int wt = 0; wt < 2; wt++) {
+            ti->quantize_row(x, a, N, wt ? w : NULL);
+            simd(x, b, N, wt ? w : NULL);
+            blocks += N / ti->blck;
+            if (memcmp(a, b, rs) != 0 && failures++ < 10)
+                fprintf(stderr, "MISMATCH %s NaN/inf imatrix %d (iteration %d)\n", ti->name, wt,
+                        it);
         }
     }
     return blocks;
