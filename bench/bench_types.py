@@ -10,7 +10,8 @@ plus hot-read and mmap ratios against a regular file of the same bytes.
              empty cache (cat-like sequential 1 MiB reads, not hashed while timed) with the
              source's page cache dropped, the speed-up, the daemon's CPU seconds per wall
              second, MB/s of output, the daemon's anonymous RSS after the read, whether the
-             files are byte-identical (ours hashed from a second read); then the same cold
+             files are byte-identical (ours hashed from a second read; with --imatrix all
+             but the key quantize.imatrix.file, see content_digest); then the same cold
              read with the source safetensors already in the page cache
   then       for the last type: hot reads (page cache warm), an mmap page-touch of the
              whole file, and a read through a fresh mount from the filled disk cache with the
@@ -62,6 +63,26 @@ def sha_file(path):
             if not b:
                 return h.hexdigest()
             h.update(b)
+
+
+def content_digest(path, ignore_keys):
+    """SHA-256 of a GGUF file's content but for some metadata keys: the other keys (name,
+    value), the tensor infos (name, shape, type, offset in the data section) and the data
+    section's bytes.  With an importance matrix the files differ by design in
+    quantize.imatrix.file (we record the file's name, llama-quantize the path it was
+    given), which also shifts the data section."""
+    kv, tensors, start = q.gguf_header(path)
+    h = hashlib.sha256()
+    h.update(repr(sorted((k, repr(v)) for k, v in kv.items() if k not in ignore_keys)).encode())
+    h.update(repr([(n, list(ne), ty, off - start) for n, ne, ty, off in tensors]).encode())
+    with open(path, "rb") as f:
+        f.seek(start)
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
 
 
 def read_sha(path, hash_it=True):
@@ -165,7 +186,9 @@ def main():
             if r.returncode:
                 print(f"| {ty} | refused | | | | | | |")
                 continue
-            ref_sha = sha_file(out)
+            # with an imatrix: equal but for quantize.imatrix.file (see content_digest)
+            ignore = ("quantize.imatrix.file",) if im else ()
+            ref_sha = content_digest(out, ignore) if im else sha_file(out)
             os.unlink(out)
             runs = []
             # 1: the source on disk (page cache dropped); 2: the source already in the page
@@ -186,17 +209,22 @@ def main():
                     n, t_cold, _ = read_sha(path, hash_it=False)
                     cpu_s = daemon_cpu(pid) - c0
                     rss = daemon_rss_anon_mb(pid)
-                    _, _, our_sha = read_sha(path)  # the bytes served, from the cache
+                    # the bytes served, from the cache
+                    our_sha = content_digest(path, ignore) if im else read_sha(path)[2]
                 runs.append((n, t_cold, cpu_s, rss, our_sha))
             if len(runs) < 2:
                 print(f"| {ty} | {t_ref:.1f} s | not offered | | | | | | | | |")
                 continue
             (n, t_cold, cpu_s, rss, sha1), (_, t_c2, cpu2, _, sha2) = runs
-            same = "yes" if sha1 == ref_sha and sha2 == ref_sha else "NO"
+            same = ("yes" if not im else "yes*") if sha1 == ref_sha and sha2 == ref_sha else "NO"
             print(f"| {ty} | {t_ref:.1f} s | {t_cold:.2f} s | {t_ref / t_cold:.2f}x | {cpu_s / t_cold:.2f} | "
                   f"{n / 1e6 / t_cold:.0f} | {rss:.0f} MB | {same} | {t_c2:.2f} s | {t_ref / t_c2:.2f}x | "
                   f"{cpu2 / t_c2:.2f} |", flush=True)
             last = ty
+        if im:
+            print()
+            print("yes*: identical but for the key quantize.imatrix.file (the imatrix file's name "
+                  "against the path llama-quantize was given) and so the data section's offset")
         if last:
             reg = os.path.join(work, "regular.bin")
             with q.Mount(src, os.path.join(work, "mnt"), f"cache={cache}{opts_extra}") as m:

@@ -149,6 +149,42 @@ static void iq1_order_avx2(const float *x, int n, int *order);
 #include "kernels/avx2.h"
 #include "kernels/quant_block_iq.h"
 
+/* qfs_iq_nearest_listed for the trials (lanes) in `lanes`, which share the
+ * list, each at its own scale (a lane of vscale): the listed points one
+ * after the other, each lane keeping its first minimum, which is the scalar
+ * loop's choice lane by lane.  The levels go to Lt[8 * i + lane] for the
+ * group's coordinates i. */
+static inline void nearest_trials(const struct qfs_iq_lattice *lat, const uint16_t *list,
+                                  const float *x, const float *w, __m256 vscale, unsigned lanes,
+                                  int8_t *Lt)
+{
+    const int npos = lat->npos;
+    const int count = list[0];
+    __m256 best = _mm256_set1_ps(FLT_MAX);
+    __m256i bj = _mm256_setzero_si256();
+    for (int j = 0; j < count; j++) {
+        const int8_t *lv = lat->level + npos * list[1 + j];
+        __m256 d2 = _mm256_setzero_ps();
+        for (int i = 0; i < npos; i++) {
+            const __m256 diff = _mm256_sub_ps(
+                _mm256_mul_ps(vscale, _mm256_set1_ps((float)(2 * lv[i] + 1))), _mm256_set1_ps(x[i]));
+            d2 = _mm256_add_ps(d2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
+        }
+        const __m256 take = _mm256_cmp_ps(d2, best, _CMP_LT_OQ);
+        best = _mm256_blendv_ps(best, d2, take);
+        bj = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(bj),
+                                                  _mm256_castsi256_ps(_mm256_set1_epi32(j)), take));
+    }
+    int pj[8];
+    _mm256_storeu_si256((__m256i *)pj, bj);
+    for (unsigned m = lanes; m != 0; m &= m - 1) {
+        const int l = __builtin_ctz(m);
+        const int8_t *lv = lat->level + npos * list[1 + pj[l]];
+        for (int i = 0; i < npos; i++)
+            Lt[8 * i + l] = lv[i];
+    }
+}
+
 /* qfs_iq_search_scale with 8 trial scales per vector, a lane each: the
  * rounding of every value and the two sums of each trial (in element order)
  * run in the lanes; the neighbour searches and the sequential choice of the
@@ -177,7 +213,8 @@ static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct
             _mm256_add_ps(_mm256_set1_ps((float)(2 * p->kmaxq - 1)),
                           _mm256_mul_ps(is, _mm256_set1_ps(p->step))),
             _mm256_set1_ps(den));
-        _mm256_storeu_ps(this_scale, _mm256_div_ps(_mm256_set1_ps(1.0f), id));
+        const __m256 vscale = _mm256_div_ps(_mm256_set1_ps(1.0f), id);
+        _mm256_storeu_ps(this_scale, vscale);
         for (int k = 0; k < ngroups; k++) {
             __m256i key = _mm256_setzero_si256();
             for (int j = 0; j < npos; j++) {
@@ -195,17 +232,36 @@ static float iq_search_scale_avx2(const struct qfs_iq_lattice *lat, const struct
             _mm256_storeu_si256((__m256i *)keys[k], key);
         }
         const int nl = ntrials - t0 < 8 ? ntrials - t0 : 8;
-        for (int l = 0; l < nl; l++) {
-            for (int k = 0; k < ngroups; k++) {
-                const int32_t m = lat->map[keys[k][l]];
-                on_grid_aux[l][k] = m >= 0;
-                if (m >= 0)
+        for (int k = 0; k < ngroups; k++) {
+            /* the trials whose rounding is off the grid, by key: several trials
+             * with one key search its list together (nearest_trials) when that
+             * is cheaper than a search per trial (nearest8) */
+            unsigned pending = 0;
+            for (int l = 0; l < nl; l++) {
+                on_grid_aux[l][k] = lat->map[keys[k][l]] >= 0;
+                pending |= (unsigned)!on_grid_aux[l][k] << l;
+            }
+            const __m256i kv = _mm256_loadu_si256((const __m256i *)keys[k]);
+            while (pending != 0) {
+                const int l0 = __builtin_ctz(pending);
+                const unsigned same =
+                    pending & (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                                  _mm256_cmpeq_epi32(kv, _mm256_set1_epi32(keys[k][l0]))));
+                pending &= ~same;
+                const uint16_t *list = lat->neighbours + (-lat->map[keys[k][l0]] - 1);
+                const int nsame = __builtin_popcount(same);
+                if (list[0] < nsame * ((list[0] + 7) / 8 + 1)) {
+                    nearest_trials(lat, list, xval + npos * k, waux + npos * k, vscale, same,
+                                   Lt + 8 * npos * k);
                     continue;
-                nearest8(lat, lat->neighbours + (-m - 1), xval + npos * k, waux + npos * k,
-                         this_scale[l], _mm256_setr_ps(1.f, 3.f, 5.f, 7.f, 9.f, 11.f, 13.f, 15.f),
-                         Lg);
-                for (int j = 0; j < npos; j++)
-                    Lt[8 * (npos * k + j) + l] = Lg[j];
+                }
+                for (unsigned m = same; m != 0; m &= m - 1) {
+                    const int l = __builtin_ctz(m);
+                    nearest8(lat, list, xval + npos * k, waux + npos * k, this_scale[l],
+                             _mm256_setr_ps(1.f, 3.f, 5.f, 7.f, 9.f, 11.f, 13.f, 15.f), Lg);
+                    for (int j = 0; j < npos; j++)
+                        Lt[8 * (npos * k + j) + l] = Lg[j];
+                }
             }
         }
         __m256 vqx = _mm256_setzero_ps(), vq2 = _mm256_setzero_ps();
