@@ -1,18 +1,25 @@
 /* AVX2 row quantizers of the grid i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
  * IQ3_S, IQ1_S, IQ1_M).
  *
- * Most of their time goes to the neighbour search: for a group that rounds
- * off the codebook, the weighted squared distance to every point of the
- * group's neighbour list (tens of points), done for every trial scale.  Here
- * that search takes 8 listed points per vector, from the lattice's
- * transposed levels (iq_lattice.h), and the rest of quant_block_iq.h is
- * compiled unchanged around it (QFS_IQ_NEAREST / QFS_IQ1_NEAREST).
+ * The block functions of quant_block_iq.h are compiled here unchanged around
+ * vector versions of their searches (the QFS_IQ_* hooks there):
+ *  - the neighbour search (nearest8): for a group that rounds off the
+ *    codebook, the weighted squared distance to every point of its neighbour
+ *    list, 8 listed points per vector from the lattice's transposed levels
+ *    (iq_lattice.h);
+ *  - the scale trials of IQ2/IQ3 (iq_search_scale_avx2): 8 trial scales per
+ *    vector for the rounding and the two sums; trials whose groups round to
+ *    the same off-grid key search that list together, a trial per lane
+ *    (nearest_trials), when that is cheaper than one search per trial;
+ *  - IQ1's split fits and its stable sort (iq1s_split_avx2, iq1m_split_avx2,
+ *    iq1_order_avx2).
  *
- * Same bytes as the portable functions: each lane computes one point's
- * distance with the scalar sequence of float operations (no FMA, coordinates
- * in order), and the winner is the portable loop's: the smallest distance
- * below FLT_MAX at the first position listed (a lane keeps its first minimum;
- * across lanes the lower position wins a tie), else the first point listed.
+ * Same bytes as the portable functions: each lane runs the scalar sequence of
+ * float operations of one candidate (no FMA, sums in element order), and
+ * every choice is the portable loop's: the first minimum listed (a lane keeps
+ * its first minimum; across lanes the lower position wins a tie), below
+ * FLT_MAX, else the first point listed; the trials and splits are accepted in
+ * their scalar order.
  *
  * The rest of the build stays baseline x86-64: qfs_quantize_rows calls these
  * only when the CPU has AVX2. */
