@@ -81,6 +81,9 @@ class Mount:
     def __init__(self, src, mnt, opts=None, log=None):
         self.src, self.mnt = src, mnt
         os.makedirs(mnt, exist_ok=True)
+        if self._mounted():
+            # a mount left behind would answer in place of the new daemon
+            raise RuntimeError(f"{mnt} is already a mount point")
         self.log_path = log or (mnt.rstrip("/") + ".log")
         args = [QUANTFS, src, mnt, "-f"]
         if opts:
@@ -114,7 +117,11 @@ class Mount:
         try:
             rc = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            # the unmount failed (a file still open on it): kill the daemon and detach
+            # the mount lazily, so that no dead mount point is left behind
             self.proc.kill()
+            self.proc.wait()
+            subprocess.run(["fusermount3", "-uz", self.mnt], check=False)
             rc = -9
         self.logf.close()
         return rc
@@ -131,11 +138,14 @@ def gguf_header(path, read_at=None):
     reading only the header.  read_at(path, off, n) returns exactly those bytes; the
     default reads through the page cache."""
     if read_at is None:
-        f = open(path, "rb")
+        # closed here, not by the garbage collector: _parse's closures form a cycle,
+        # and an open file on a mount makes its unmount fail (EBUSY)
+        with open(path, "rb") as f:
+            def read_f(_p, off, n):
+                f.seek(off)
+                return f.read(n)
+            return gguf_header(path, read_f)
 
-        def read_at(_p, off, n):
-            f.seek(off)
-            return f.read(n)
     def rd(off, n):
         out = read_at(path, off, n)
         if len(out) != n:
