@@ -369,40 +369,215 @@ static inline unsigned pass4(const __m256 *sqx, const __m256 *sq2, float best, _
     return (unsigned)_mm256_movemask_ps(_mm256_and_ps(pass, valid));
 }
 
+/* The IQ1 splits without replaying every record.  The scalar loop accepts
+ * candidate c (sums X, Q) when Q > 0 and fl(X*X) > fl(B*Q), and then sets
+ * B = fl(fl(X/Q)*X); its result is the last candidate accepted, which comes
+ * from the candidates near the largest score r = X*X/Q:
+ *
+ * Let T > 0, R = the candidates with r >= T (in order), every other one with
+ * r < T (1 - g), g > 4 u, and every Q and B in the normal range (below).
+ * Before the first member c1 of R, B is -FLT_MAX or some fl(fl(X/Q)*X) of an
+ * earlier candidate, <= r (1 + u)^2 < T (1 - g) (1 + u)^2 (u = 2^-24); then
+ * fl(X1^2) >= T Q1 (1 - u) > fl(B Q1): c1 is accepted, and everything the
+ * loop keeps is overwritten.  After that B is the b of a member,
+ * >= T (1 - u)^2, and an outsider fails: fl(X^2) <= r Q (1 + u) < B Q (1 - u)
+ * <= fl(B Q).  So the loop run on R alone, from B = -FLT_MAX, ends in the
+ * same state as the whole loop.
+ *
+ * Normal range: with every half's prefix weights non-decreasing (no negative
+ * weight) and W, the total weight, in [2^-50, 2^55], every Q is within a few
+ * ulps of a sum of w q^2 with q^2 in [1/64, 1.27], so in [2^-57, 2^56]; the
+ * largest score M in [2^-50, 2^60] keeps B Q and X^2 normal for members.
+ * NaN sums have no score (the scalar test fails on them too).
+ *
+ * Scores come from rcp and one Newton step (relative error below 2^-20 with
+ * rcp's architectural 1.5 2^-12), so the threshold th has a margin: members
+ * are scores >= th (r >= th (1 - 2^-20) = T), outsiders scores below
+ * th (1 - 2^-18) (r < T (1 - 2^-19), and 2^-19 > 4 u); a score in between is
+ * tried again with a lower th, and after three the caller runs the whole
+ * loop.
+ *
+ * iq1_near_score gives a vector's scores; iq1_near_pick replays the members
+ * of the stored candidates ([it][k][lane], K per split, in the scalar order)
+ * and returns 1 with the last accepted (*scale, *i1, *i2, *k), or 0 when no
+ * threshold had an empty band. */
+struct iq1_near {
+    int K, nit;
+    const float *vx, *v2, *vr; /* [nit][K][8] */
+    const float *vmaxr;        /* [nit][8]: the lane's best score over k */
+    const int *it_i1, *it_i2;
+};
+
+/* X^2 / Q per lane (0 in lanes not valid; NaN where a sum is NaN) */
+static inline __m256 iq1_near_score(__m256 sqx, __m256 sq2, __m256 valid)
+{
+    const __m256 r0 = _mm256_rcp_ps(sq2);
+    const __m256 rq = _mm256_mul_ps(r0, _mm256_sub_ps(_mm256_set1_ps(2.0f), _mm256_mul_ps(sq2, r0)));
+    return _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(sqx, sqx), rq), valid);
+}
+
+/* the largest lane of v, which holds no NaN */
+static inline float hmax8(__m256 v)
+{
+    __m256 m = _mm256_max_ps(v, _mm256_permute_ps(v, 0xB1));
+    m = _mm256_max_ps(m, _mm256_permute_ps(m, 0x4E));
+    m = _mm256_max_ps(m, _mm256_permute2f128_ps(m, m, 0x01));
+    return _mm256_cvtss_f32(m);
+}
+
+static int iq1_near_pick(const struct iq1_near *n, float M, float *scale, int *besti1,
+                         int *besti2, int *best_k)
+{
+    if (!(M >= 0x1p-50f && M <= 0x1p60f))
+        return 0;
+    static const float below[3] = {1.0f - 0x1p-14f, 1.0f - 0x1p-11f, 1.0f - 0x1p-8f};
+    for (int t = 0; t < 3; t++) {
+        const float th = M * below[t], tlo = th * (1.0f - 0x1p-18f);
+        const __m256 vlo = _mm256_set1_ps(tlo);
+        float best = -FLT_MAX, sc = 0.0f;
+        int b1 = -1, b2 = -1, bk = -1;
+        for (int it = 0; it < n->nit; it++) {
+            unsigned lanes = (unsigned)_mm256_movemask_ps(
+                _mm256_cmp_ps(_mm256_loadu_ps(n->vmaxr + 8 * it), vlo, _CMP_GE_OQ));
+            for (; lanes != 0; lanes &= lanes - 1) {
+                const int l = __builtin_ctz(lanes);
+                for (int k = 0; k < n->K; k++) {
+                    const size_t at = (size_t)(n->K * it + k) * 8 + (size_t)l;
+                    const float r = n->vr[at];
+                    if (!(r >= tlo))
+                        continue;
+                    if (r < th)
+                        goto lower; /* a score near the threshold */
+                    const float X = n->vx[at], Q = n->v2[at];
+                    if (Q > 0.0f && X * X > best * Q) {
+                        sc = X / Q;
+                        best = sc * X;
+                        b1 = n->it_i1[it];
+                        b2 = n->it_i2[it] + l;
+                        bk = k;
+                    }
+                }
+            }
+        }
+        *scale = sc;
+        *besti1 = b1;
+        *besti2 = b2;
+        *best_k = bk;
+        return 1;
+    lower:;
+    }
+    return 0;
+}
+
+/* the precondition on the prefix weights pw[0..bs] and their total (above) */
+static int iq1_near_weights(const float *pw, int bs, float total)
+{
+    for (int j = 0; j < bs; j++)
+        if (!(pw[j + 1] >= pw[j]))
+            return 0;
+    return total >= 0x1p-50f && total <= 0x1p55f;
+}
+
+/* Stores candidate k of iteration it and folds its scores into *m. */
+static inline void iq1_near_put(float *vx, float *v2, float *vr, int K, int it, int k, __m256 sqx,
+                                __m256 sq2, __m256 valid, __m256 *m)
+{
+    const size_t at = (size_t)(K * it + k) * 8;
+    const __m256 r = iq1_near_score(sqx, sq2, valid);
+    *m = _mm256_max_ps(r, *m); /* a NaN r: max keeps its second operand */
+    _mm256_storeu_ps(vx + at, sqx);
+    _mm256_storeu_ps(v2 + at, sq2);
+    _mm256_storeu_ps(vr + at, r);
+}
+
+/* IQ1_S's splits: the prefix sums (8 zeros past the end) and the deltas. */
+enum { IQ1S_BS = 32 };
+struct iq1s_split {
+    float px[IQ1S_BS + 1 + 8], pw[IQ1S_BS + 1 + 8];
+    __m256 p0, p1, p2, m0, m1, m2, tx, tw;
+};
+
+/* The 2 candidates (x_p, then x_m) of splits (i1, i2 .. i2 + 7), in
+ * qfs_iq1s_split's order of operations. */
+static inline void iq1s_candidates(const struct iq1s_split *c, int i1, int i2, __m256 *sqx,
+                                   __m256 *sq2)
+{
+    const __m256 ax = _mm256_set1_ps(c->px[i1]), aw = _mm256_set1_ps(c->pw[i1]);
+    const __m256 sx0 = _mm256_set1_ps(c->px[i1] - c->px[0]), sw0 = _mm256_set1_ps(c->pw[i1] - c->pw[0]);
+    const __m256 bx = _mm256_loadu_ps(c->px + i2), bw = _mm256_loadu_ps(c->pw + i2);
+    const __m256 sx1 = _mm256_sub_ps(bx, ax), sx2 = _mm256_sub_ps(c->tx, bx);
+    const __m256 sw1 = _mm256_sub_ps(bw, aw), sw2 = _mm256_sub_ps(c->tw, bw);
+    sqx[0] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(sx0, c->p0), _mm256_mul_ps(sx1, c->p1)),
+                           _mm256_mul_ps(sx2, c->p2));
+    sq2[0] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, c->p0), c->p0),
+                                         _mm256_mul_ps(_mm256_mul_ps(sw1, c->p1), c->p1)),
+                           _mm256_mul_ps(_mm256_mul_ps(sw2, c->p2), c->p2));
+    sqx[1] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(sx0, c->m0), _mm256_mul_ps(sx1, c->m1)),
+                           _mm256_mul_ps(sx2, c->m2));
+    sq2[1] = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, c->m0), c->m0),
+                                         _mm256_mul_ps(_mm256_mul_ps(sw1, c->m1), c->m1)),
+                           _mm256_mul_ps(_mm256_mul_ps(sw2, c->m2), c->m2));
+}
+
+static int iq1s_split_near(const struct iq1s_split *c, float *scale, int *besti1, int *besti2,
+                           int *best_shift)
+{
+    enum { BS = IQ1S_BS, NIT = 85 }; /* vectors of i2 over all i1: 5 + 8 * (4 + 3 + 2 + 1) */
+    if (!iq1_near_weights(c->pw, BS, c->pw[BS]))
+        return 0;
+    float vx[NIT * 2 * 8], v2[NIT * 2 * 8], vr[NIT * 2 * 8], vmaxr[NIT * 8];
+    int it_i1[NIT], it_i2[NIT];
+    int nit = 0;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i1 = 0; i1 <= BS; i1++) {
+        for (int i2 = i1; i2 <= BS; i2 += 8, nit++) {
+            __m256 sqx[2], sq2[2];
+            iq1s_candidates(c, i1, i2, sqx, sq2);
+            const __m256 valid = lanes_upto(i2, BS);
+            __m256 m = _mm256_setzero_ps();
+            for (int k = 0; k < 2; k++)
+                iq1_near_put(vx, v2, vr, 2, nit, k, sqx[k], sq2[k], valid, &m);
+            _mm256_storeu_ps(vmaxr + 8 * nit, m);
+            vmax = _mm256_max_ps(m, vmax);
+            it_i1[nit] = i1;
+            it_i2[nit] = i2;
+        }
+    }
+    const struct iq1_near n = {2, nit, vx, v2, vr, vmaxr, it_i1, it_i2};
+    int k = 0;
+    if (!iq1_near_pick(&n, hmax8(vmax), scale, besti1, besti2, &k))
+        return 0;
+    *best_shift = k == 0 ? 1 : -1;
+    return 1;
+}
+
 static void iq1s_split_avx2(const float *sumx, const float *sumw, const float *x_p,
                             const float *x_m, float *scale, int *besti1, int *besti2,
                             int *best_shift)
 {
-    enum { BS = 32 };
-    float px[BS + 1 + 8], pw[BS + 1 + 8];
-    memcpy(px, sumx, sizeof(float) * (BS + 1));
-    memcpy(pw, sumw, sizeof(float) * (BS + 1));
-    memset(px + BS + 1, 0, sizeof(float) * 8);
-    memset(pw + BS + 1, 0, sizeof(float) * 8);
-    const __m256 p0 = _mm256_set1_ps(x_p[0]), p1 = _mm256_set1_ps(x_p[1]), p2 = _mm256_set1_ps(x_p[2]);
-    const __m256 m0 = _mm256_set1_ps(x_m[0]), m1 = _mm256_set1_ps(x_m[1]), m2 = _mm256_set1_ps(x_m[2]);
-    const __m256 tx = _mm256_set1_ps(px[BS]), tw = _mm256_set1_ps(pw[BS]);
+    enum { BS = IQ1S_BS };
+    struct iq1s_split c;
+    memcpy(c.px, sumx, sizeof(float) * (BS + 1));
+    memcpy(c.pw, sumw, sizeof(float) * (BS + 1));
+    memset(c.px + BS + 1, 0, sizeof(float) * 8);
+    memset(c.pw + BS + 1, 0, sizeof(float) * 8);
+    c.p0 = _mm256_set1_ps(x_p[0]);
+    c.p1 = _mm256_set1_ps(x_p[1]);
+    c.p2 = _mm256_set1_ps(x_p[2]);
+    c.m0 = _mm256_set1_ps(x_m[0]);
+    c.m1 = _mm256_set1_ps(x_m[1]);
+    c.m2 = _mm256_set1_ps(x_m[2]);
+    c.tx = _mm256_set1_ps(c.px[BS]);
+    c.tw = _mm256_set1_ps(c.pw[BS]);
+    if (iq1s_split_near(&c, scale, besti1, besti2, best_shift))
+        return;
     float best_score = -FLT_MAX;
     float vqxp[8], vq2p[8], vqxm[8], vq2m[8];
     for (int i1 = 0; i1 <= BS; i1++) {
-        const __m256 ax = _mm256_set1_ps(px[i1]), aw = _mm256_set1_ps(pw[i1]);
-        const __m256 sx0 = _mm256_set1_ps(px[i1] - px[0]), sw0 = _mm256_set1_ps(pw[i1] - pw[0]);
         for (int i2 = i1; i2 <= BS; i2 += 8) {
-            const __m256 bx = _mm256_loadu_ps(px + i2), bw = _mm256_loadu_ps(pw + i2);
-            const __m256 sx1 = _mm256_sub_ps(bx, ax), sx2 = _mm256_sub_ps(tx, bx);
-            const __m256 sw1 = _mm256_sub_ps(bw, aw), sw2 = _mm256_sub_ps(tw, bw);
-            const __m256 qxp = _mm256_add_ps(
-                _mm256_add_ps(_mm256_mul_ps(sx0, p0), _mm256_mul_ps(sx1, p1)), _mm256_mul_ps(sx2, p2));
-            const __m256 q2p = _mm256_add_ps(
-                _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, p0), p0),
-                              _mm256_mul_ps(_mm256_mul_ps(sw1, p1), p1)),
-                _mm256_mul_ps(_mm256_mul_ps(sw2, p2), p2));
-            const __m256 qxm = _mm256_add_ps(
-                _mm256_add_ps(_mm256_mul_ps(sx0, m0), _mm256_mul_ps(sx1, m1)), _mm256_mul_ps(sx2, m2));
-            const __m256 q2m = _mm256_add_ps(
-                _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(sw0, m0), m0),
-                              _mm256_mul_ps(_mm256_mul_ps(sw1, m1), m1)),
-                _mm256_mul_ps(_mm256_mul_ps(sw2, m2), m2));
+            __m256 sqx[2], sq2[2];
+            iq1s_candidates(&c, i1, i2, sqx, sq2);
+            const __m256 qxp = sqx[0], q2p = sq2[0], qxm = sqx[1], q2m = sq2[1];
             const __m256 valid = lanes_upto(i2, BS);
             unsigned mask = pass2(qxp, q2p, qxm, q2m, best_score, valid);
             if (mask == 0)
@@ -433,49 +608,101 @@ static void iq1s_split_avx2(const float *sumx, const float *sumw, const float *x
     }
 }
 
+/* IQ1_M's splits: the sums of each half for one i1, the constants of
+ * qfs_iq1m_split (the same operations, so each lane is the scalar value). */
+enum { IQ1M_BS = 16 };
+struct iq1m_split {
+    float px[2][IQ1M_BS + 1 + 8], pw[2][IQ1M_BS + 1 + 8]; /* 8 zeros past the end */
+    float txs[2], tws[2], p2, m2, cp1, cp2, cm1, cm2;
+};
+
+/* The 4 candidates k of splits (i1, i2 .. i2 + 7), in qfs_iq1m_split's order
+ * of operations. */
+static inline void iq1m_candidates(const struct iq1m_split *c, int i1, int i2, __m256 *sqx,
+                                   __m256 *sq2)
+{
+    __m256 qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+    for (int h = 0; h < 2; h++) {
+        const float tp = c->tws[h] * c->p2 * c->p2 + c->pw[h][i1] * c->cp1;
+        const float tm = c->tws[h] * c->m2 * c->m2 + c->pw[h][i1] * c->cm1;
+        const __m256 sx = _mm256_add_ps(_mm256_set1_ps(c->px[h][i1]), _mm256_loadu_ps(c->px[h] + i2));
+        const __m256 w2 = _mm256_loadu_ps(c->pw[h] + i2);
+        qx_p[h] = _mm256_sub_ps(_mm256_set1_ps(c->txs[h] * c->p2), sx);
+        qx_m[h] = _mm256_sub_ps(_mm256_set1_ps(c->txs[h] * c->m2), sx);
+        q2_p[h] = _mm256_add_ps(_mm256_set1_ps(tp), _mm256_mul_ps(w2, _mm256_set1_ps(c->cp2)));
+        q2_m[h] = _mm256_add_ps(_mm256_set1_ps(tm), _mm256_mul_ps(w2, _mm256_set1_ps(c->cm2)));
+    }
+    sqx[0] = _mm256_add_ps(qx_p[0], qx_p[1]);
+    sqx[1] = _mm256_add_ps(qx_p[0], qx_m[1]);
+    sqx[2] = _mm256_add_ps(qx_m[0], qx_p[1]);
+    sqx[3] = _mm256_add_ps(qx_m[0], qx_m[1]);
+    sq2[0] = _mm256_add_ps(q2_p[0], q2_p[1]);
+    sq2[1] = _mm256_add_ps(q2_p[0], q2_m[1]);
+    sq2[2] = _mm256_add_ps(q2_m[0], q2_p[1]);
+    sq2[3] = _mm256_add_ps(q2_m[0], q2_m[1]);
+}
+
+static int iq1m_split_near(const struct iq1m_split *c, float *scale, int *besti1, int *besti2,
+                           int *best_k)
+{
+    enum { BS = IQ1M_BS, NIT = 27 }; /* vectors of i2 over all i1: 3 + 8 * 2 + 8 * 1 */
+    if (!iq1_near_weights(c->pw[0], BS, c->tws[0] + c->tws[1]) ||
+        !iq1_near_weights(c->pw[1], BS, c->tws[0] + c->tws[1]))
+        return 0;
+    float vx[NIT * 4 * 8], v2[NIT * 4 * 8], vr[NIT * 4 * 8], vmaxr[NIT * 8];
+    int it_i1[NIT], it_i2[NIT];
+    int nit = 0;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i1 = 0; i1 <= BS; i1++) {
+        for (int i2 = i1; i2 <= BS; i2 += 8, nit++) {
+            __m256 sqx[4], sq2[4];
+            iq1m_candidates(c, i1, i2, sqx, sq2);
+            const __m256 valid = lanes_upto(i2, BS);
+            __m256 m = _mm256_setzero_ps();
+            for (int k = 0; k < 4; k++)
+                iq1_near_put(vx, v2, vr, 4, nit, k, sqx[k], sq2[k], valid, &m);
+            _mm256_storeu_ps(vmaxr + 8 * nit, m);
+            vmax = _mm256_max_ps(m, vmax);
+            it_i1[nit] = i1;
+            it_i2[nit] = i2;
+        }
+    }
+    const struct iq1_near n = {4, nit, vx, v2, vr, vmaxr, it_i1, it_i2};
+    return iq1_near_pick(&n, hmax8(vmax), scale, besti1, besti2, best_k);
+}
+
 static void iq1m_split_avx2(const float *px0, const float *px1, const float *pw0,
                             const float *pw1, const float *x_p, const float *x_m, float *scale,
                             int *besti1, int *besti2, int *best_k)
 {
-    enum { BS = 16 };
-    float px[2][BS + 1 + 8], pw[2][BS + 1 + 8];
-    memcpy(px[0], px0, sizeof(float) * (BS + 1));
-    memcpy(px[1], px1, sizeof(float) * (BS + 1));
-    memcpy(pw[0], pw0, sizeof(float) * (BS + 1));
-    memcpy(pw[1], pw1, sizeof(float) * (BS + 1));
+    enum { BS = IQ1M_BS };
+    struct iq1m_split c;
+    memcpy(c.px[0], px0, sizeof(float) * (BS + 1));
+    memcpy(c.px[1], px1, sizeof(float) * (BS + 1));
+    memcpy(c.pw[0], pw0, sizeof(float) * (BS + 1));
+    memcpy(c.pw[1], pw1, sizeof(float) * (BS + 1));
     for (int h = 0; h < 2; h++) {
-        memset(px[h] + BS + 1, 0, sizeof(float) * 8);
-        memset(pw[h] + BS + 1, 0, sizeof(float) * 8);
+        memset(c.px[h] + BS + 1, 0, sizeof(float) * 8);
+        memset(c.pw[h] + BS + 1, 0, sizeof(float) * 8);
     }
-    const float txs[2] = {px0[BS], px1[BS]};
-    const float tws[2] = {pw0[BS], pw1[BS]};
-    const float p2 = x_p[2], m2 = x_m[2];
-    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
-    const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
-    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
-    const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    c.txs[0] = px0[BS];
+    c.txs[1] = px1[BS];
+    c.tws[0] = pw0[BS];
+    c.tws[1] = pw1[BS];
+    c.p2 = x_p[2];
+    c.m2 = x_m[2];
+    c.cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
+    c.cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+    c.cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
+    c.cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    if (iq1m_split_near(&c, scale, besti1, besti2, best_k))
+        return;
     float best_score = -FLT_MAX;
     float vqx[4][8], vq2[4][8];
     for (int i1 = 0; i1 <= BS; i1++) {
-        __m256 qx_p[2], qx_m[2], q2_p[2], q2_m[2];
-        float tp[2], tm[2];
-        for (int h = 0; h < 2; h++) {
-            tp[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1;
-            tm[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1;
-        }
         for (int i2 = i1; i2 <= BS; i2 += 8) {
-            for (int h = 0; h < 2; h++) {
-                const __m256 sx = _mm256_add_ps(_mm256_set1_ps(px[h][i1]), _mm256_loadu_ps(px[h] + i2));
-                const __m256 w2 = _mm256_loadu_ps(pw[h] + i2);
-                qx_p[h] = _mm256_sub_ps(_mm256_set1_ps(txs[h] * p2), sx);
-                qx_m[h] = _mm256_sub_ps(_mm256_set1_ps(txs[h] * m2), sx);
-                q2_p[h] = _mm256_add_ps(_mm256_set1_ps(tp[h]), _mm256_mul_ps(w2, _mm256_set1_ps(cp2)));
-                q2_m[h] = _mm256_add_ps(_mm256_set1_ps(tm[h]), _mm256_mul_ps(w2, _mm256_set1_ps(cm2)));
-            }
-            const __m256 sqx[4] = {_mm256_add_ps(qx_p[0], qx_p[1]), _mm256_add_ps(qx_p[0], qx_m[1]),
-                                   _mm256_add_ps(qx_m[0], qx_p[1]), _mm256_add_ps(qx_m[0], qx_m[1])};
-            const __m256 sq2[4] = {_mm256_add_ps(q2_p[0], q2_p[1]), _mm256_add_ps(q2_p[0], q2_m[1]),
-                                   _mm256_add_ps(q2_m[0], q2_p[1]), _mm256_add_ps(q2_m[0], q2_m[1])};
+            __m256 sqx[4], sq2[4];
+            iq1m_candidates(&c, i1, i2, sqx, sq2);
             const __m256 valid = lanes_upto(i2, BS);
             unsigned mask = pass4(sqx, sq2, best_score, valid);
             if (mask == 0)
