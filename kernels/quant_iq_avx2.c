@@ -11,8 +11,10 @@
  *    vector for the rounding and the two sums; trials whose groups round to
  *    the same off-grid key search that list together, a trial per lane
  *    (nearest_trials), when that is cheaper than one search per trial;
- *  - IQ1's split fits and its stable sort (iq1s_split_avx2, iq1m_split_avx2,
- *    iq1_order_avx2).
+ *  - IQ1's split fits (iq1s_split_avx2, iq1m_split_avx2): every split's sums
+ *    and score in vectors, then the scalar test replayed on the splits near
+ *    the largest score only (iq1_near_split), else on each running record;
+ *    and IQ1's stable sort (iq1_order_avx2).
  *
  * Same bytes as the portable functions: each lane runs the scalar sequence of
  * float operations of one candidate (no FMA, sums in element order), and
@@ -327,7 +329,8 @@ static void iq1_order_avx2(const float *x, int n, int *order)
         qfs_iq1_order(x, n, order);
 }
 
-/* The IQ1 split fits take 8 consecutive i2 per vector.  A candidate wins
+/* Where iq1_near_split (below) cannot decide, the IQ1 split fits take 8
+ * consecutive i2 per vector and replay every running record.  A candidate wins
  * only if it beats the best score so far, which the vector tests for all 8
  * against the score before them: when none passes, none would have in
  * sequence either (the score only changes when one passes).  The first lane
@@ -397,16 +400,9 @@ static inline unsigned pass4(const __m256 *sqx, const __m256 *sq2, float best, _
  * tried again with a lower th, and after three the caller runs the whole
  * loop.
  *
- * iq1_near_score gives a vector's scores; iq1_near_pick replays the members
- * of the stored candidates ([it][k][lane], K per split, in the scalar order)
- * and returns 1 with the last accepted (*scale, *i1, *i2, *k), or 0 when no
- * threshold had an empty band. */
-struct iq1_near {
-    int K, nit;
-    const float *vx, *v2, *vr; /* [nit][K][8] */
-    const float *vmaxr;        /* [nit][8]: the lane's best score over k */
-    const int *it_i1, *it_i2;
-};
+ * iq1_near_split does both steps for IQ1_S and IQ1_M. */
+/* the candidates of splits (i1, i2 .. i2 + 7) of one type (c: its split state) */
+typedef void (*iq1_candidates_fn)(const void *c, int i1, int i2, __m256 *sqx, __m256 *sq2);
 
 /* X^2 / Q per lane (0 in lanes not valid; NaN where a sum is NaN) */
 static inline __m256 iq1_near_score(__m256 sqx, __m256 sq2, __m256 valid)
@@ -425,9 +421,54 @@ static inline float hmax8(__m256 v)
     return _mm256_cvtss_f32(m);
 }
 
-static int iq1_near_pick(const struct iq1_near *n, float M, float *scale, int *besti1,
-                         int *besti2, int *best_k)
+/* the precondition on the prefix weights pw[0..bs] (above) */
+static int iq1_near_weights(const float *pw, int bs)
 {
+    for (int j = 0; j < bs; j++)
+        if (!(pw[j + 1] >= pw[j]))
+            return 0;
+    return 1;
+}
+
+/* Vectors of i2 over all i1 of a sub-block of bs: IQ1_S (bs 32) 85 with 2
+ * candidates each, IQ1_M (bs 16) 27 with 4. */
+enum { IQ1_NEAR_NIT = 85, IQ1_NEAR_CAND = 85 * 2 * 8 };
+
+/* The split of bs values by the candidates near the largest score (above),
+ * K candidates per split from cand; total: the sub-block's weight.  Returns 1
+ * with the last accepted (*scale, *besti1, *besti2, *best_k: the candidate),
+ * 0 when a precondition fails or no threshold had an empty band. */
+static inline __attribute__((always_inline)) int
+iq1_near_split(const void *c, int bs, int K, iq1_candidates_fn cand, float total, float *scale,
+               int *besti1, int *besti2, int *best_k)
+{
+    if (!(total >= 0x1p-50f && total <= 0x1p55f))
+        return 0;
+    /* [it][k][lane] in the scalar order; vmaxr: each lane's best over k */
+    float vx[IQ1_NEAR_CAND], v2[IQ1_NEAR_CAND], vr[IQ1_NEAR_CAND], vmaxr[IQ1_NEAR_NIT * 8];
+    int it_i1[IQ1_NEAR_NIT], it_i2[IQ1_NEAR_NIT];
+    int nit = 0;
+    __m256 vmax = _mm256_setzero_ps();
+    for (int i1 = 0; i1 <= bs; i1++) {
+        for (int i2 = i1; i2 <= bs; i2 += 8, nit++) {
+            __m256 sqx[4], sq2[4];
+            cand(c, i1, i2, sqx, sq2);
+            const __m256 valid = lanes_upto(i2, bs);
+            __m256 m = _mm256_setzero_ps();
+            for (int k = 0; k < K; k++) {
+                const __m256 r = iq1_near_score(sqx[k], sq2[k], valid);
+                m = _mm256_max_ps(r, m); /* a NaN r: max keeps its second operand */
+                _mm256_storeu_ps(vx + (K * nit + k) * 8, sqx[k]);
+                _mm256_storeu_ps(v2 + (K * nit + k) * 8, sq2[k]);
+                _mm256_storeu_ps(vr + (K * nit + k) * 8, r);
+            }
+            _mm256_storeu_ps(vmaxr + 8 * nit, m);
+            vmax = _mm256_max_ps(m, vmax);
+            it_i1[nit] = i1;
+            it_i2[nit] = i2;
+        }
+    }
+    const float M = hmax8(vmax);
     if (!(M >= 0x1p-50f && M <= 0x1p60f))
         return 0;
     static const float below[3] = {1.0f - 0x1p-14f, 1.0f - 0x1p-11f, 1.0f - 0x1p-8f};
@@ -436,24 +477,24 @@ static int iq1_near_pick(const struct iq1_near *n, float M, float *scale, int *b
         const __m256 vlo = _mm256_set1_ps(tlo);
         float best = -FLT_MAX, sc = 0.0f;
         int b1 = -1, b2 = -1, bk = -1;
-        for (int it = 0; it < n->nit; it++) {
+        for (int it = 0; it < nit; it++) {
             unsigned lanes = (unsigned)_mm256_movemask_ps(
-                _mm256_cmp_ps(_mm256_loadu_ps(n->vmaxr + 8 * it), vlo, _CMP_GE_OQ));
+                _mm256_cmp_ps(_mm256_loadu_ps(vmaxr + 8 * it), vlo, _CMP_GE_OQ));
             for (; lanes != 0; lanes &= lanes - 1) {
                 const int l = __builtin_ctz(lanes);
-                for (int k = 0; k < n->K; k++) {
-                    const size_t at = (size_t)(n->K * it + k) * 8 + (size_t)l;
-                    const float r = n->vr[at];
+                for (int k = 0; k < K; k++) {
+                    const int at = (K * it + k) * 8 + l;
+                    const float r = vr[at];
                     if (!(r >= tlo))
                         continue;
                     if (r < th)
                         goto lower; /* a score near the threshold */
-                    const float X = n->vx[at], Q = n->v2[at];
+                    const float X = vx[at], Q = v2[at];
                     if (Q > 0.0f && X * X > best * Q) {
                         sc = X / Q;
                         best = sc * X;
-                        b1 = n->it_i1[it];
-                        b2 = n->it_i2[it] + l;
+                        b1 = it_i1[it];
+                        b2 = it_i2[it] + l;
                         bk = k;
                     }
                 }
@@ -469,27 +510,6 @@ static int iq1_near_pick(const struct iq1_near *n, float M, float *scale, int *b
     return 0;
 }
 
-/* the precondition on the prefix weights pw[0..bs] and their total (above) */
-static int iq1_near_weights(const float *pw, int bs, float total)
-{
-    for (int j = 0; j < bs; j++)
-        if (!(pw[j + 1] >= pw[j]))
-            return 0;
-    return total >= 0x1p-50f && total <= 0x1p55f;
-}
-
-/* Stores candidate k of iteration it and folds its scores into *m. */
-static inline void iq1_near_put(float *vx, float *v2, float *vr, int K, int it, int k, __m256 sqx,
-                                __m256 sq2, __m256 valid, __m256 *m)
-{
-    const size_t at = (size_t)(K * it + k) * 8;
-    const __m256 r = iq1_near_score(sqx, sq2, valid);
-    *m = _mm256_max_ps(r, *m); /* a NaN r: max keeps its second operand */
-    _mm256_storeu_ps(vx + at, sqx);
-    _mm256_storeu_ps(v2 + at, sq2);
-    _mm256_storeu_ps(vr + at, r);
-}
-
 /* IQ1_S's splits: the prefix sums (8 zeros past the end) and the deltas. */
 enum { IQ1S_BS = 32 };
 struct iq1s_split {
@@ -499,9 +519,9 @@ struct iq1s_split {
 
 /* The 2 candidates (x_p, then x_m) of splits (i1, i2 .. i2 + 7), in
  * qfs_iq1s_split's order of operations. */
-static inline void iq1s_candidates(const struct iq1s_split *c, int i1, int i2, __m256 *sqx,
-                                   __m256 *sq2)
+static inline void iq1s_candidates(const void *split, int i1, int i2, __m256 *sqx, __m256 *sq2)
 {
+    const struct iq1s_split *c = split;
     const __m256 ax = _mm256_set1_ps(c->px[i1]), aw = _mm256_set1_ps(c->pw[i1]);
     const __m256 sx0 = _mm256_set1_ps(c->px[i1] - c->px[0]), sw0 = _mm256_set1_ps(c->pw[i1] - c->pw[0]);
     const __m256 bx = _mm256_loadu_ps(c->px + i2), bw = _mm256_loadu_ps(c->pw + i2);
@@ -522,30 +542,9 @@ static inline void iq1s_candidates(const struct iq1s_split *c, int i1, int i2, _
 static int iq1s_split_near(const struct iq1s_split *c, float *scale, int *besti1, int *besti2,
                            int *best_shift)
 {
-    enum { BS = IQ1S_BS, NIT = 85 }; /* vectors of i2 over all i1: 5 + 8 * (4 + 3 + 2 + 1) */
-    if (!iq1_near_weights(c->pw, BS, c->pw[BS]))
-        return 0;
-    float vx[NIT * 2 * 8], v2[NIT * 2 * 8], vr[NIT * 2 * 8], vmaxr[NIT * 8];
-    int it_i1[NIT], it_i2[NIT];
-    int nit = 0;
-    __m256 vmax = _mm256_setzero_ps();
-    for (int i1 = 0; i1 <= BS; i1++) {
-        for (int i2 = i1; i2 <= BS; i2 += 8, nit++) {
-            __m256 sqx[2], sq2[2];
-            iq1s_candidates(c, i1, i2, sqx, sq2);
-            const __m256 valid = lanes_upto(i2, BS);
-            __m256 m = _mm256_setzero_ps();
-            for (int k = 0; k < 2; k++)
-                iq1_near_put(vx, v2, vr, 2, nit, k, sqx[k], sq2[k], valid, &m);
-            _mm256_storeu_ps(vmaxr + 8 * nit, m);
-            vmax = _mm256_max_ps(m, vmax);
-            it_i1[nit] = i1;
-            it_i2[nit] = i2;
-        }
-    }
-    const struct iq1_near n = {2, nit, vx, v2, vr, vmaxr, it_i1, it_i2};
     int k = 0;
-    if (!iq1_near_pick(&n, hmax8(vmax), scale, besti1, besti2, &k))
+    if (!iq1_near_weights(c->pw, IQ1S_BS) ||
+        !iq1_near_split(c, IQ1S_BS, 2, iq1s_candidates, c->pw[IQ1S_BS], scale, besti1, besti2, &k))
         return 0;
     *best_shift = k == 0 ? 1 : -1;
     return 1;
@@ -618,9 +617,9 @@ struct iq1m_split {
 
 /* The 4 candidates k of splits (i1, i2 .. i2 + 7), in qfs_iq1m_split's order
  * of operations. */
-static inline void iq1m_candidates(const struct iq1m_split *c, int i1, int i2, __m256 *sqx,
-                                   __m256 *sq2)
+static inline void iq1m_candidates(const void *split, int i1, int i2, __m256 *sqx, __m256 *sq2)
 {
+    const struct iq1m_split *c = split;
     __m256 qx_p[2], qx_m[2], q2_p[2], q2_m[2];
     for (int h = 0; h < 2; h++) {
         const float tp = c->tws[h] * c->p2 * c->p2 + c->pw[h][i1] * c->cp1;
@@ -645,30 +644,9 @@ static inline void iq1m_candidates(const struct iq1m_split *c, int i1, int i2, _
 static int iq1m_split_near(const struct iq1m_split *c, float *scale, int *besti1, int *besti2,
                            int *best_k)
 {
-    enum { BS = IQ1M_BS, NIT = 27 }; /* vectors of i2 over all i1: 3 + 8 * 2 + 8 * 1 */
-    if (!iq1_near_weights(c->pw[0], BS, c->tws[0] + c->tws[1]) ||
-        !iq1_near_weights(c->pw[1], BS, c->tws[0] + c->tws[1]))
-        return 0;
-    float vx[NIT * 4 * 8], v2[NIT * 4 * 8], vr[NIT * 4 * 8], vmaxr[NIT * 8];
-    int it_i1[NIT], it_i2[NIT];
-    int nit = 0;
-    __m256 vmax = _mm256_setzero_ps();
-    for (int i1 = 0; i1 <= BS; i1++) {
-        for (int i2 = i1; i2 <= BS; i2 += 8, nit++) {
-            __m256 sqx[4], sq2[4];
-            iq1m_candidates(c, i1, i2, sqx, sq2);
-            const __m256 valid = lanes_upto(i2, BS);
-            __m256 m = _mm256_setzero_ps();
-            for (int k = 0; k < 4; k++)
-                iq1_near_put(vx, v2, vr, 4, nit, k, sqx[k], sq2[k], valid, &m);
-            _mm256_storeu_ps(vmaxr + 8 * nit, m);
-            vmax = _mm256_max_ps(m, vmax);
-            it_i1[nit] = i1;
-            it_i2[nit] = i2;
-        }
-    }
-    const struct iq1_near n = {4, nit, vx, v2, vr, vmaxr, it_i1, it_i2};
-    return iq1_near_pick(&n, hmax8(vmax), scale, besti1, besti2, best_k);
+    return iq1_near_weights(c->pw[0], IQ1M_BS) && iq1_near_weights(c->pw[1], IQ1M_BS) &&
+           iq1_near_split(c, IQ1M_BS, 4, iq1m_candidates, c->tws[0] + c->tws[1], scale, besti1,
+                          besti2, best_k);
 }
 
 static void iq1m_split_avx2(const float *px0, const float *px1, const float *pw0,
